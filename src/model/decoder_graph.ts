@@ -1,0 +1,188 @@
+/**
+ * The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, SmolLM2) as an ONNX
+ * graph. One builder serves both uses: the serving graph (KV cache, the
+ * transformers.js / onnx-community I/O names) and, without cache, the training
+ * forward, where the caller's `linear` hook inserts adapters.
+ *
+ * Activations stay [batch, seq, hidden]; attention groups the query heads by
+ * their KV head (q reshaped to [B, kvHeads, rep·S, hd]) so K/V are never
+ * repeated in memory.
+ */
+import type { GraphBuilder } from "../onnx/builder.ts";
+import type { DType, Value } from "../onnx/ir.ts";
+import type { ModelConfig } from "./config.ts";
+
+export type ComputeDType = "float32" | "float16" | "bfloat16";
+
+export interface DecoderOptions {
+  dtype: ComputeDType;
+  /** Adds past_key_values.* inputs and present.* outputs. */
+  kvCache: boolean;
+  /** The graph value of an HF tensor (an initializer or an input). */
+  weight: (name: string) => Value;
+  /** Linear layer hook (adapters); `name` is the HF module path, e.g. `model.layers.0.self_attn.q_proj`. */
+  linear?: (x: Value, name: string, base: () => Value) => Value;
+}
+
+export interface DecoderGraph {
+  inputIds: Value;
+  attentionMask: Value;
+  positionIds: Value;
+  /** [batch, seq, vocab], float32. */
+  logits: Value;
+  past: { key: Value; value: Value }[];
+  present: { key: Value; value: Value }[];
+}
+
+export const IO_NAMES = {
+  inputIds: "input_ids",
+  attentionMask: "attention_mask",
+  positionIds: "position_ids",
+  logits: "logits",
+  pastKey: (i: number) => `past_key_values.${i}.key`,
+  pastValue: (i: number) => `past_key_values.${i}.value`,
+  presentKey: (i: number) => `present.${i}.key`,
+  presentValue: (i: number) => `present.${i}.value`,
+};
+
+/** Rotary inverse frequencies with HF's rope scaling rules. */
+export function ropeInvFreq(config: ModelConfig): Float32Array {
+  const half = config.headDim / 2;
+  const inv = new Float64Array(half);
+  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(config.ropeTheta, (2 * i) / config.headDim);
+  const rs = config.ropeScaling;
+  if (rs?.type === "linear") {
+    for (let i = 0; i < half; i++) inv[i] /= rs.factor;
+  } else if (rs?.type === "llama3") {
+    const lowWavelen = rs.originalMaxPositionEmbeddings / rs.lowFreqFactor;
+    const highWavelen = rs.originalMaxPositionEmbeddings / rs.highFreqFactor;
+    for (let i = 0; i < half; i++) {
+      const wavelen = (2 * Math.PI) / inv[i];
+      if (wavelen > lowWavelen) inv[i] /= rs.factor;
+      else if (wavelen >= highWavelen) {
+        const smooth = (rs.originalMaxPositionEmbeddings / wavelen - rs.lowFreqFactor) /
+          (rs.highFreqFactor - rs.lowFreqFactor);
+        inv[i] = (1 - smooth) * inv[i] / rs.factor + smooth * inv[i];
+      }
+    }
+  }
+  return Float32Array.from(inv);
+}
+
+/** Lowest finite value of a dtype: masked scores stay finite, so fully masked rows give no NaN. */
+function lowest(dtype: DType): number {
+  return dtype === "float16" ? -65504 : -3.4028234663852886e38;
+}
+
+export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: DecoderOptions): DecoderGraph {
+  const { dtype } = opts;
+  const nH = config.numHeads, nKV = config.numKvHeads, hd = config.headDim;
+  const rep = nH / nKV;
+  const w = opts.weight;
+  const linear = (x: Value, name: string, withBias = false): Value => {
+    const base = () => g.linear(x, w(`${name}.weight`), withBias ? w(`${name}.bias`) : undefined);
+    return opts.linear ? opts.linear(x, name, base) : base();
+  };
+
+  const inputIds = g.input(IO_NAMES.inputIds, "int64", ["batch_size", "sequence_length"]);
+  const attentionMask = g.input(IO_NAMES.attentionMask, "int64", ["batch_size", "total_sequence_length"]);
+  const positionIds = g.input(IO_NAMES.positionIds, "int64", ["batch_size", "sequence_length"]);
+  const past = opts.kvCache
+    ? Array.from({ length: config.numLayers }, (_, i) => ({
+      key: g.input(IO_NAMES.pastKey(i), dtype, ["batch_size", nKV, "past_sequence_length", hd]),
+      value: g.input(IO_NAMES.pastValue(i), dtype, ["batch_size", nKV, "past_sequence_length", hd]),
+    }))
+    : [];
+
+  const rmsNorm = (x: Value, weightName: string): Value => {
+    // HF computes the statistics in float32 whatever the weights' dtype.
+    const x32 = g.cast(x, "float32");
+    const variance = g.reduceMean(g.mul(x32, x32), [-1]);
+    const inv = g.op1("Reciprocal", [g.sqrt(g.add(variance, g.constant(config.rmsNormEps, "float32", [])))]);
+    return g.mul(g.cast(g.mul(x32, inv), dtype), w(weightName));
+  };
+
+  // Rotary tables, shared by all layers: [B, 1, S, hd].
+  const { cos, sin } = g.scoped("rotary", () => {
+    const invFreq = g.constant(Array.from(ropeInvFreq(config)), "float32", [hd / 2]);
+    const pos = g.unsqueeze(g.cast(positionIds, "float32"), [-1]);
+    const freqs = g.mul(pos, invFreq);
+    const emb = g.concat([freqs, freqs], -1);
+    return {
+      cos: g.cast(g.unsqueeze(g.op1("Cos", [emb]), [1]), dtype),
+      sin: g.cast(g.unsqueeze(g.op1("Sin", [emb]), [1]), dtype),
+    };
+  });
+  const rotate = (x: Value): Value => {
+    const x1 = g.slice(x, [0], [hd / 2], [-1]);
+    const x2 = g.slice(x, [hd / 2], [hd], [-1]);
+    const rotated = g.concat([g.neg(x2), x1], -1);
+    return g.add(g.mul(x, cos), g.mul(rotated, sin));
+  };
+
+  // Additive attention bias [B, 1, rep·S, T]: causal by cache index, padding from attention_mask.
+  const maskBias = g.scoped("mask", () => {
+    const total = g.gather(g.shapeOf(attentionMask), g.constant(1, "int64", []));
+    const seq = g.gather(g.shapeOf(inputIds), g.constant(1, "int64", []));
+    const keyIdx = g.unsqueeze(g.op1("Range", [g.constant(0, "int64", []), total, g.constant(1, "int64", [])]), [0]);
+    const queryIdx = g.unsqueeze(
+      g.op1("Range", [g.op1("Sub", [total, seq]), total, g.constant(1, "int64", [])]),
+      [1],
+    );
+    let allowed = g.op1("LessOrEqual", [keyIdx, queryIdx]); // [S, T]
+    if (config.slidingWindow !== null) {
+      // HF Mistral: query p sees keys k with p - window < k <= p.
+      const lower = g.op1("Sub", [queryIdx, g.constant(config.slidingWindow, "int64", [])]);
+      allowed = g.op1("And", [allowed, g.op1("Greater", [keyIdx, lower])]);
+    }
+    const present = g.unsqueeze(g.op1("Equal", [attentionMask, g.constant(1, "int64", [])]), [1, 2]); // [B,1,1,T]
+    allowed = g.op1("And", [g.unsqueeze(allowed, [0, 1]), present]); // [B,1,S,T]
+    const zero = g.scalar(0, dtype);
+    const low = g.scalar(lowest(dtype), dtype);
+    const bias = g.where(allowed, zero, low);
+    return rep === 1 ? bias : g.concat(Array(rep).fill(bias), 2);
+  });
+  const scale = g.scalar(1 / Math.sqrt(hd), dtype);
+
+  const present: { key: Value; value: Value }[] = [];
+  let h = g.gather(w("model.embed_tokens.weight"), inputIds);
+  for (let i = 0; i < config.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    h = g.scoped(`layers.${i}`, () => {
+      const x = rmsNorm(h, `${p}.input_layernorm.weight`);
+      const heads = (y: Value, n: number, normName: string | null): Value => {
+        let r = g.reshape(y, [0, 0, n, hd]);
+        if (normName) r = rmsNorm(r, normName);
+        return g.transpose(r, [0, 2, 1, 3]); // [B, n, S, hd]
+      };
+      const qk = config.qkNorm;
+      let q = heads(linear(x, `${p}.self_attn.q_proj`, config.attentionBias), nH, qk ? `${p}.self_attn.q_norm.weight` : null);
+      let k = heads(linear(x, `${p}.self_attn.k_proj`, config.attentionBias), nKV, qk ? `${p}.self_attn.k_norm.weight` : null);
+      let v = heads(linear(x, `${p}.self_attn.v_proj`, config.attentionBias), nKV, null);
+      q = rotate(q);
+      k = rotate(k);
+      if (opts.kvCache) {
+        k = g.concat([past[i].key, k], 2);
+        v = g.concat([past[i].value, v], 2);
+        present.push({
+          key: g.output(k, IO_NAMES.presentKey(i)),
+          value: g.output(v, IO_NAMES.presentValue(i)),
+        });
+      }
+      const qGrouped = g.reshape(g.mul(q, scale), [0, nKV, -1, hd]); // [B, nKV, rep·S, hd]
+      const scores = g.add(g.matmul(qGrouped, g.transpose(k, [0, 1, 3, 2])), maskBias);
+      const attn = g.matmul(g.softmax(scores, -1), v); // [B, nKV, rep·S, hd]
+      const merged = g.reshape(g.transpose(g.reshape(attn, [0, nH, -1, hd]), [0, 2, 1, 3]), [0, 0, nH * hd]);
+      const afterAttn = g.add(h, linear(merged, `${p}.self_attn.o_proj`));
+
+      const y = rmsNorm(afterAttn, `${p}.post_attention_layernorm.weight`);
+      const gate = linear(y, `${p}.mlp.gate_proj`);
+      const act = g.mul(g.mul(gate, g.sigmoid(gate)), linear(y, `${p}.mlp.up_proj`));
+      return g.add(afterAttn, linear(act, `${p}.mlp.down_proj`));
+    });
+  }
+  const normed = rmsNorm(h, "model.norm.weight");
+  const head = config.tieWordEmbeddings ? "model.embed_tokens" : "lm_head";
+  const logits = g.cast(g.linear(normed, w(`${head}.weight`)), "float32");
+  return { inputIds, attentionMask, positionIds, logits, past, present };
+}

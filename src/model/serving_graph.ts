@@ -1,0 +1,81 @@
+/**
+ * The serving graph of a checkpoint, and its export as a model directory that
+ * transformers.js loads (`onnx/model.onnx` + `model.onnx_data`, config and
+ * tokenizer files beside it).
+ */
+import { GraphBuilder } from "../onnx/builder.ts";
+import type { Graph, TensorArray, Value } from "../onnx/ir.ts";
+import { writeModel } from "../onnx/writer.ts";
+import type { ModelConfig } from "./config.ts";
+import { buildDecoder, type ComputeDType, IO_NAMES } from "./decoder_graph.ts";
+import { encodeBf16, encodeF16 } from "./half.ts";
+import { weightLayout } from "./layout.ts";
+
+/** Where weights come from: a checkpoint, or memory in tests. */
+export interface WeightSource {
+  readonly config: ModelConfig;
+  read(name: string): Promise<Float32Array>;
+}
+
+export function convertWeights(data: Float32Array, dtype: ComputeDType): TensorArray {
+  if (dtype === "float16") return encodeF16(data);
+  if (dtype === "bfloat16") return encodeBf16(data);
+  return data;
+}
+
+/** The KV-cache causal-LM graph with every weight as a lazily read initializer. */
+export function buildServingGraph(source: WeightSource, dtype: ComputeDType = "float32"): Graph {
+  const g = new GraphBuilder("causal_lm");
+  const shapes = new Map(weightLayout(source.config).map((t) => [t.name, t.shape]));
+  const created = new Map<string, Value>();
+  const weight = (name: string): Value => {
+    const hit = created.get(name);
+    if (hit) return hit;
+    const shape = shapes.get(name);
+    if (!shape) throw new Error(`serving graph asked for unknown weight "${name}"`);
+    const v = g.initializer(name, dtype, shape, async () => convertWeights(await source.read(name), dtype));
+    created.set(name, v);
+    return v;
+  };
+  const { logits } = buildDecoder(g, source.config, { dtype, kvCache: true, weight });
+  g.output(logits, IO_NAMES.logits);
+  return g.build();
+}
+
+const ONNX_DTYPE_NAMES: Record<ComputeDType, string> = { float32: "fp32", float16: "fp16", bfloat16: "bf16" };
+
+/** Writes `<dir>/onnx/model.onnx` (+ `model.onnx_data`). */
+export async function writeServingModel(source: WeightSource, dir: string, dtype: ComputeDType): Promise<string> {
+  await Deno.mkdir(`${dir}/onnx`, { recursive: true });
+  const path = `${dir}/onnx/model.onnx`;
+  await writeModel(buildServingGraph(source, dtype), path);
+  return path;
+}
+
+/**
+ * Exports a complete model directory: the ONNX serving model, config.json
+ * (with the transformers.js hints for external data and dtype), and the
+ * tokenizer and generation files copied from `fromDir`.
+ */
+export async function exportModelDirectory(
+  source: WeightSource,
+  fromDir: string,
+  outDir: string,
+  dtype: ComputeDType = "float32",
+): Promise<void> {
+  await writeServingModel(source, outDir, dtype);
+  const config = JSON.parse(await Deno.readTextFile(`${fromDir}/config.json`));
+  config["transformers.js_config"] = {
+    ...(config["transformers.js_config"] ?? {}),
+    dtype: ONNX_DTYPE_NAMES[dtype],
+    use_external_data_format: true,
+  };
+  await Deno.writeTextFile(`${outDir}/config.json`, JSON.stringify(config, null, 2));
+  for (const name of ["generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
+    try {
+      await Deno.copyFile(`${fromDir}/${name}`, `${outDir}/${name}`);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+}

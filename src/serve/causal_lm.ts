@@ -1,0 +1,93 @@
+/**
+ * A loaded causal LM: the ONNX serving session plus its tokenizer, with a
+ * forward step over a KV cache. Batched: rows share one sequence length, and
+ * padding is expressed through the attention mask.
+ */
+import type { ModelConfig } from "../model/config.ts";
+import type { ComputeDType } from "../model/decoder_graph.ts";
+import { IO_NAMES } from "../model/decoder_graph.ts";
+import { ort, type OrtSession, type OrtTensor } from "../runtime/ort.ts";
+
+export interface KvCache {
+  readonly layers: { key: OrtTensor; value: OrtTensor }[];
+  /** Sequence length held (the past length of the next step). */
+  readonly length: number;
+  readonly batch: number;
+}
+
+export interface ForwardInput {
+  /** [batch][seq] token ids; every row has the same length. */
+  inputIds: number[][];
+  /** [batch][past + seq]: 1 for real tokens, 0 for padding. Default all ones. */
+  attentionMask?: number[][];
+  /** [batch][seq]; default past.length + i. */
+  positionIds?: number[][];
+  past?: KvCache | null;
+}
+
+export interface ForwardOutput {
+  /** [batch, seq, vocab] row-major. */
+  logits: Float32Array;
+  present: KvCache;
+}
+
+function int64Tensor(rows: number[][]): OrtTensor {
+  const cols = rows[0]?.length ?? 0;
+  const data = new BigInt64Array(rows.length * cols);
+  rows.forEach((r, i) => {
+    if (r.length !== cols) throw new Error("ragged batch: rows must have equal length");
+    r.forEach((x, j) => (data[i * cols + j] = BigInt(x)));
+  });
+  return new ort.Tensor("int64", data, [rows.length, cols]);
+}
+
+export class CausalLM {
+  constructor(
+    readonly config: ModelConfig,
+    readonly session: OrtSession,
+    readonly dtype: ComputeDType,
+  ) {}
+
+  emptyCache(batch: number): KvCache {
+    const { numKvHeads, headDim, numLayers } = this.config;
+    const empty = (): OrtTensor =>
+      this.dtype === "float32"
+        ? new ort.Tensor("float32", new Float32Array(0), [batch, numKvHeads, 0, headDim])
+        : new ort.Tensor("float16", new Uint16Array(0), [batch, numKvHeads, 0, headDim]);
+    return { layers: Array.from({ length: numLayers }, () => ({ key: empty(), value: empty() })), length: 0, batch };
+  }
+
+  async forward(input: ForwardInput): Promise<ForwardOutput> {
+    const batch = input.inputIds.length;
+    const seq = input.inputIds[0]?.length ?? 0;
+    if (batch === 0 || seq === 0) throw new Error("forward needs at least one token");
+    const past = input.past ?? this.emptyCache(batch);
+    if (past.batch !== batch) throw new Error(`KV cache batch ${past.batch} != input batch ${batch}`);
+    const total = past.length + seq;
+    const mask = input.attentionMask ?? input.inputIds.map(() => new Array(total).fill(1));
+    const positions = input.positionIds ??
+      input.inputIds.map(() => Array.from({ length: seq }, (_, i) => past.length + i));
+    const feeds: Record<string, OrtTensor> = {
+      [IO_NAMES.inputIds]: int64Tensor(input.inputIds),
+      [IO_NAMES.attentionMask]: int64Tensor(mask),
+      [IO_NAMES.positionIds]: int64Tensor(positions),
+    };
+    past.layers.forEach((l, i) => {
+      feeds[IO_NAMES.pastKey(i)] = l.key;
+      feeds[IO_NAMES.pastValue(i)] = l.value;
+    });
+    const out = await this.session.run(feeds);
+    const layers = past.layers.map((_, i) => ({
+      key: out[IO_NAMES.presentKey(i)],
+      value: out[IO_NAMES.presentValue(i)],
+    }));
+    return {
+      logits: out[IO_NAMES.logits].data as Float32Array,
+      present: { layers, length: total, batch },
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
