@@ -122,7 +122,8 @@ function directForward(c: ModelConfig, t: Tensors, tokens: number[]): number[][]
     const rms = Math.sqrt(x.reduce((s, v) => s + v * v, 0) / x.length + c.rmsNormEps);
     return x.map((v, i) => (v / rms) * w[i]);
   };
-  const heads = (x: number[], n: number) => Array.from({ length: n }, (_, h) => x.slice(h * c.headDim, (h + 1) * c.headDim));
+  const heads = (x: number[], n: number) =>
+    Array.from({ length: n }, (_, h) => x.slice(h * c.headDim, (h + 1) * c.headDim));
   const rotate = (x: number[], pos: number): number[] => {
     const half = c.headDim / 2;
     const y = [...x];
@@ -157,7 +158,9 @@ function directForward(c: ModelConfig, t: Tensors, tokens: number[]): number[][]
       for (let h = 0; h < c.numHeads; h++) {
         const g = Math.floor(h / perGroup);
         const keys = [...Array(tq + 1).keys()].filter((s) => c.slidingWindow === null || tq - s < c.slidingWindow);
-        const logits = keys.map((s) => qs[tq][h].reduce((acc, qv, j) => acc + qv * ks[s][g][j], 0) / Math.sqrt(c.headDim));
+        const logits = keys.map((s) =>
+          qs[tq][h].reduce((acc, qv, j) => acc + qv * ks[s][g][j], 0) / Math.sqrt(c.headDim)
+        );
         const m = Math.max(...logits);
         const e = logits.map((z) => Math.exp(z - m));
         const z = e.reduce((a, b) => a + b, 0);
@@ -178,7 +181,15 @@ function directForward(c: ModelConfig, t: Tensors, tokens: number[]): number[][]
 }
 
 Deno.test("micro case (1 layer, hidden 4) matches a direct formula", () => {
-  const c = config({ vocabSize: 5, hiddenSize: 4, intermediateSize: 3, numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 2 });
+  const c = config({
+    vocabSize: 5,
+    hiddenSize: 4,
+    intermediateSize: 3,
+    numLayers: 1,
+    numHeads: 2,
+    numKvHeads: 1,
+    headDim: 2,
+  });
   const t = randomWeights(c, 1);
   const tokens = [3, 1, 4, 1];
   const got = referenceForward(c, weightFn(t), tokens);
@@ -189,13 +200,24 @@ Deno.test("micro case (1 layer, hidden 4) matches a direct formula", () => {
 Deno.test("micro case: single token at position 0 reduces to a closed form", () => {
   // With one token, rotary at position 0 is the identity and attention weight
   // is 1, so the attention output is just v; check against that formula.
-  const c = config({ vocabSize: 3, hiddenSize: 4, intermediateSize: 2, numLayers: 1, numHeads: 2, numKvHeads: 2, headDim: 2, tieWordEmbeddings: true });
+  const c = config({
+    vocabSize: 3,
+    hiddenSize: 4,
+    intermediateSize: 2,
+    numLayers: 1,
+    numHeads: 2,
+    numKvHeads: 2,
+    headDim: 2,
+    tieWordEmbeddings: true,
+  });
   const t = randomWeights(c, 2);
   const w = (n: string) => t.get(n)!.data;
   const x0 = w("model.embed_tokens.weight").slice(2 * 4, 3 * 4);
   const rms = (x: number[]) => Math.sqrt((x[0] ** 2 + x[1] ** 2 + x[2] ** 2 + x[3] ** 2) / 4 + c.rmsNormEps);
   const mv = (m: number[], x: number[], rows: number) =>
-    [...Array(rows).keys()].map((r) => m[r * x.length] * x[0] + m[r * x.length + 1] * x[1] + m[r * x.length + 2] * x[2] + m[r * x.length + 3] * x[3]);
+    [...Array(rows).keys()].map((r) =>
+      m[r * x.length] * x[0] + m[r * x.length + 1] * x[1] + m[r * x.length + 2] * x[2] + m[r * x.length + 3] * x[3]
+    );
   const n1 = x0.map((v, i) => (v / rms(x0)) * w("model.layers.0.input_layernorm.weight")[i]);
   const v = mv(w("model.layers.0.self_attn.v_proj.weight"), n1, 4);
   const x1 = x0.map((xv, i) => xv + mv(w("model.layers.0.self_attn.o_proj.weight"), v, 4)[i]);
@@ -211,17 +233,21 @@ Deno.test("micro case: single token at position 0 reduces to a closed form", () 
 });
 
 Deno.test("Qwen2/Qwen3-style features (bias, qk-norm, GQA, tied) match the direct formula", () => {
-  for (const [i, over] of [
-    { architecture: "qwen2", attentionBias: true, numHeads: 4, numKvHeads: 2 },
-    { architecture: "qwen3", qkNorm: true, numHeads: 4, numKvHeads: 1, headDim: 6, tieWordEmbeddings: true },
-    { architecture: "mistral", slidingWindow: 3, numHeads: 2, numKvHeads: 2 },
-  ].entries()) {
+  for (
+    const [i, over] of [
+      { architecture: "qwen2", attentionBias: true, numHeads: 4, numKvHeads: 2 },
+      { architecture: "qwen3", qkNorm: true, numHeads: 4, numKvHeads: 1, headDim: 6, tieWordEmbeddings: true },
+      { architecture: "mistral", slidingWindow: 3, numHeads: 2, numKvHeads: 2 },
+    ].entries()
+  ) {
     const c = config(over as Partial<ModelConfig>);
     const t = randomWeights(c, 10 + i);
     const tokens = [0, 5, 9, 2, 2, 7, 10];
     const got = referenceForward(c, weightFn(t), tokens);
     const want = directForward(c, t, tokens);
-    for (let r = 0; r < tokens.length; r++) assertClose(row(got, r, c.vocabSize), want[r], 1e-12, `${c.architecture} row ${r}`);
+    for (let r = 0; r < tokens.length; r++) {
+      assertClose(row(got, r, c.vocabSize), want[r], 1e-12, `${c.architecture} row ${r}`);
+    }
   }
 });
 
@@ -254,7 +280,15 @@ Deno.test("GQA: query head h reads kv head floor(h / (nH / nKv))", () => {
   // head outputs its kv head's v). kv head j has v = j + 1; o_proj copies q
   // head h's output to hidden dim 4 + h; lm_head is the identity.
   const H = 8;
-  const c = config({ vocabSize: H, hiddenSize: H, intermediateSize: 1, numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 2 });
+  const c = config({
+    vocabSize: H,
+    hiddenSize: H,
+    intermediateSize: 1,
+    numLayers: 1,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 2,
+  });
   const zeros = (n: number) => new Array<number>(n).fill(0);
   const t: Tensors = new Map();
   for (const [name, shape] of tensorShapes(c)) t.set(name, { data: zeros(shape.reduce((a, b) => a * b, 1)), shape });
@@ -293,10 +327,22 @@ Deno.test("rope scaling: linear factor f equals positions / f; llama3 factor 1 i
   const c = config({});
   const t = randomWeights(c, 6);
   const tokens = [3, 1, 4, 1, 5];
-  const lin = referenceForward({ ...c, ropeScaling: { type: "linear", factor: 2 } }, weightFn(t), tokens, { positions: [0, 2, 4, 6, 8] });
+  const lin = referenceForward({ ...c, ropeScaling: { type: "linear", factor: 2 } }, weightFn(t), tokens, {
+    positions: [0, 2, 4, 6, 8],
+  });
   assertClose(lin, referenceForward(c, weightFn(t), tokens), 1e-10);
-  const l3 = { type: "llama3", factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 } as const;
-  assertClose(referenceForward({ ...c, ropeScaling: l3 }, weightFn(t), tokens), referenceForward(c, weightFn(t), tokens), 1e-12);
+  const l3 = {
+    type: "llama3",
+    factor: 1,
+    lowFreqFactor: 1,
+    highFreqFactor: 4,
+    originalMaxPositionEmbeddings: 64,
+  } as const;
+  assertClose(
+    referenceForward({ ...c, ropeScaling: l3 }, weightFn(t), tokens),
+    referenceForward(c, weightFn(t), tokens),
+    1e-12,
+  );
 });
 
 Deno.test("llama3 inv_freq matches hand-computed values", () => {
@@ -310,17 +356,31 @@ Deno.test("llama3 inv_freq matches hand-computed values", () => {
   const c = config({
     headDim: 8,
     ropeTheta: 10000,
-    ropeScaling: { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 2048 },
+    ropeScaling: {
+      type: "llama3",
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 2048,
+    },
   });
   const inv = ropeInvFreq(c);
   const want = [1, 0.1, 0.01 * (0.24683559 / 8 + 0.75316441), 0.000125];
-  for (let i = 0; i < 4; i++) assert.ok(Math.abs(inv[i] - want[i]) <= 1e-7 * want[i], `inv[${i}] ${inv[i]} vs ${want[i]}`);
+  for (let i = 0; i < 4; i++) {
+    assert.ok(Math.abs(inv[i] - want[i]) <= 1e-7 * want[i], `inv[${i}] ${inv[i]} vs ${want[i]}`);
+  }
   assert.ok(Math.abs(inv[2] - 0.0078401886) < 1e-9);
   // Llama 3.1 real numbers: headDim 128, theta 5e5, factor 8, ctx 8192.
   const l31 = ropeInvFreq(config({
     headDim: 128,
     ropeTheta: 500000,
-    ropeScaling: { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
+    ropeScaling: {
+      type: "llama3",
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    },
   }));
   assert.equal(l31[0], 1); // highest frequency untouched
   // i=63: 500000^(-126/128) = 2.4298e-6, wavelen ≈ 2.586e6 > 8192 → /8.

@@ -223,18 +223,14 @@ function resolveArchitecture(c: RawConfig): Architecture {
     const arch = HF_ARCHITECTURES[name];
     if (arch === undefined) {
       throw new ModelLoadError(
-        `${FILE}: unsupported architecture ${
-          JSON.stringify(name)
-        } (field "architectures"); supported: ${supported}`,
+        `${FILE}: unsupported architecture ${JSON.stringify(name)} (field "architectures"); supported: ${supported}`,
         { field: "architectures", file: FILE },
       );
     }
     return arch;
   }
   // No `architectures`: fall back to model_type, as HF Auto classes do.
-  const byType = Object.values(ARCHITECTURE_HF_NAMES).find((n) =>
-    n.modelType === c.model_type
-  );
+  const byType = Object.values(ARCHITECTURE_HF_NAMES).find((n) => n.modelType === c.model_type);
   if (byType === undefined) {
     throw new ModelLoadError(
       c.model_type == null
@@ -338,9 +334,7 @@ function parseSlidingWindow(
 ): number | null {
   let window: number | null;
   if (arch === "mistral") {
-    window = c.sliding_window === undefined
-      ? MISTRAL_DEFAULT_SLIDING_WINDOW
-      : c.sliding_window;
+    window = c.sliding_window === undefined ? MISTRAL_DEFAULT_SLIDING_WINDOW : c.sliding_window;
   } else if (arch === "qwen2" || arch === "qwen3") {
     if (c.use_sliding_window !== true) return null;
     if (c.sliding_window == null) {

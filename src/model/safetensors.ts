@@ -284,9 +284,7 @@ function parseEntry(
   if (offsets[1] - offsets[0] !== expected) {
     throw corrupt(
       path,
-      `tensor "${name}" spans ${offsets[1] - offsets[0]} bytes but ${dtype}${
-        JSON.stringify(shape)
-      } needs ${expected}`,
+      `tensor "${name}" spans ${offsets[1] - offsets[0]} bytes but ${dtype}${JSON.stringify(shape)} needs ${expected}`,
     );
   }
   return { dtype, shape: [...shape], offsets: [offsets[0], offsets[1]] };
@@ -405,9 +403,9 @@ export async function writeSafetensors(
       const data = typeof t.data === "function" ? await t.data() : t.data;
       if (data.length !== numel(t.shape)) {
         throw new RangeError(
-          `writeSafetensors: tensor "${t.name}" has ${data.length} values but shape ${
-            JSON.stringify(t.shape)
-          } needs ${numel(t.shape)}`,
+          `writeSafetensors: tensor "${t.name}" has ${data.length} values but shape ${JSON.stringify(t.shape)} needs ${
+            numel(t.shape)
+          }`,
         );
       }
       await writeAll(file, encodeTensorBytes(data, t.dtype ?? opts.dtype));

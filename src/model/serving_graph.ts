@@ -44,10 +44,19 @@ export function buildServingGraph(source: WeightSource, dtype: ComputeDType = "f
 
 const ONNX_DTYPE_NAMES: Record<ComputeDType, string> = { float32: "fp32", float16: "fp16", bfloat16: "bf16" };
 
-/** Writes `<dir>/onnx/model.onnx` (+ `model.onnx_data`). */
+/**
+ * The model file inside a model directory, named as transformers.js looks for
+ * it per dtype (it has no bf16 variant: bf16 exports serve this engine only).
+ */
+export function servingModelPath(dir: string, dtype: ComputeDType): string {
+  const suffix = dtype === "float32" ? "" : `_${ONNX_DTYPE_NAMES[dtype]}`;
+  return `${dir}/onnx/model${suffix}.onnx`;
+}
+
+/** Writes the serving model (+ its `.onnx_data`) under `<dir>/onnx/`. */
 export async function writeServingModel(source: WeightSource, dir: string, dtype: ComputeDType): Promise<string> {
   await Deno.mkdir(`${dir}/onnx`, { recursive: true });
-  const path = `${dir}/onnx/model.onnx`;
+  const path = servingModelPath(dir, dtype);
   await writeModel(buildServingGraph(source, dtype), path);
   return path;
 }

@@ -269,6 +269,13 @@ const inference: Record<string, Infer> = {
     const dims = b.constantValues(ins[0]);
     return [{ dtype, shape: dims ?? null }];
   },
+  // Ops the loss and gradient graphs use (src/onnx/losses.ts, grad_rules.ts).
+  GatherElements: (_b, ins) => [{ dtype: ins[0].dtype, shape: ins[1].shape }],
+  ScatterElements: same,
+  ScatterND: same,
+  Size: () => [{ dtype: "int64", shape: [] }],
+  Sign: same,
+  Sum: broadcast(),
 };
 
 const dtypeToOnnxCode: Record<DType, number> = {

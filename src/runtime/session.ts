@@ -19,7 +19,7 @@ export async function createSession(modelPath: string, opts: SessionOptions): Pr
     return await ort.InferenceSession.create(modelPath, {
       executionProviders,
       graphOptimizationLevel: "all",
-      intraOpNumThreads: opts.threads,
+      ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
       // Arena growth on varying shapes would hold peak memory forever.
       enableCpuMemArena: true,
       enableMemPattern: false,

@@ -1,15 +1,16 @@
 /**
  * Next-token sampling: penalties, temperature, top-k, top-p, seeded RNG.
  *
- * Cost per call for vocab V (no full sort unless the distribution is flat):
+ * Cost per call for vocab V (no full-vocab sort unless top-k itself is ~V):
  * - temperature 0 (greedy): O(V).
  * - no top-k, no top-p: O(V).
- * - top-k (k < V): O(V log k) heap selection + O(k log k) sort; top-p then
- *   walks the k sorted candidates.
- * - top-p without top-k: O(V · r + m log m), where r ≤ 6 threshold passes
- *   (keep tokens with prob ≥ pmax · 2^-3, 2^-6, … until their mass reaches
- *   topP) and m is the number of tokens above the final threshold, typically
- *   tens to hundreds; only a near-flat distribution degrades to O(V log V).
+ * - top-k (k < V): O(V log k) heap selection + O(k log k) sort of the k
+ *   survivors; top-p then walks them in order.
+ * - top-p without top-k: O(V). One pass builds a histogram of probability
+ *   mass over -ln(p) (1/64-nat buckets) to find the bucket where the
+ *   cumulative mass crosses topP; only that bucket's tokens get an exact cut,
+ *   by weighted quickselect (expected linear). ~2-3 ms for V = 152k here,
+ *   about the cost of the exp() calls plus two more passes.
  */
 
 export interface SamplingParams {
@@ -204,24 +205,125 @@ export interface Candidates {
   total: number;
 }
 
-/** Relative-probability thresholds tried by the top-p pass without top-k (see module doc). */
-const NUCLEUS_THRESHOLDS = [2 ** -3, 2 ** -6, 2 ** -12, 2 ** -24, 2 ** -48, 0];
-
 /**
- * Sorts candidate positions by weight descending (ties → lower id) and keeps
- * the shortest prefix whose mass reaches `target` (at least one).
+ * Keeps the shortest prefix of already-sorted candidates whose mass reaches
+ * `target` (at least one).
  */
-function nucleusCut(ids: ArrayLike<number>, weights: ArrayLike<number>, target: number, sorted: boolean): Candidates {
-  let order = Array.from({ length: ids.length }, (_, j) => j);
-  if (!sorted) order = order.sort((a, b) => weights[b] - weights[a] || ids[a] - ids[b]);
+function nucleusPrefix(ids: Int32Array, weights: Float64Array, target: number): Candidates {
   let cum = 0;
   let keep = 0;
-  while (keep < order.length) {
-    cum += weights[order[keep++]];
+  while (keep < ids.length) {
+    cum += weights[keep++];
     if (cum >= target) break;
   }
-  order.length = keep;
-  return { ids: Int32Array.from(order, (j) => ids[j]), weights: Float64Array.from(order, (j) => weights[j]), total: cum };
+  return { ids: ids.slice(0, keep), weights: weights.slice(0, keep), total: cum };
+}
+
+/**
+ * Weighted quickselect: the largest weight τ such that the mass of weights
+ * ≥ τ reaches `target`. Also returns the mass strictly above τ.
+ * Expected O(n); `work` holds the positive weights and is reordered in place.
+ */
+function nucleusThreshold(work: Float64Array, target: number): { tau: number; massAbove: number } {
+  let lo = 0;
+  let hi = work.length;
+  let above = 0; // mass of elements known to be larger than all of work[lo, hi)
+  for (;;) {
+    // Median of three (first, middle, last) as pivot.
+    const a = work[lo], b = work[(lo + hi) >> 1], c = work[hi - 1];
+    const pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+    // Three-way partition: [lo, gt) > pivot, [gt, i) = pivot, [lt, hi) < pivot.
+    let gt = lo, i = lo, lt = hi;
+    let massG = 0, massE = 0;
+    while (i < lt) {
+      const w = work[i];
+      if (w > pivot) {
+        massG += w;
+        work[i++] = work[gt];
+        work[gt++] = w;
+      } else if (w < pivot) {
+        work[i] = work[--lt];
+        work[lt] = w;
+      } else {
+        massE += w;
+        i++;
+      }
+    }
+    if (above + massG >= target && gt > lo) {
+      hi = gt; // the cut lies among the larger weights
+    } else if (above + massG >= target) {
+      return { tau: pivot, massAbove: above }; // only when target ≤ 0: keep the top weight
+    } else if (above + massG + massE >= target || lt === hi) {
+      // lt === hi: nothing smaller left (rounding); the pivot is the cut.
+      return { tau: pivot, massAbove: above + massG };
+    } else {
+      above += massG + massE;
+      lo = lt;
+    }
+  }
+}
+
+/** Histogram resolution for top-p without top-k: buckets of 1/64 nat in -ln(weight). */
+const BUCKETS_PER_NAT = 64;
+const NUM_BUCKETS = 4096; // the last one also holds weights below e^-64 and zeros
+
+/**
+ * Top-p over the whole vocab without sorting. Pass 1 computes weights and a
+ * histogram of mass by -ln(weight); scanning it from the top finds the
+ * bucket where the cumulative mass crosses `topP`. Only that bucket's tokens
+ * need an exact cut (weighted quickselect); ties at the cut weight are taken
+ * lowest id first. Output is in id order.
+ */
+function nucleusByHistogram(adjusted: Float32Array, max: number, invT: number, topP: number): Candidates {
+  const V = adjusted.length;
+  const last = NUM_BUCKETS - 1;
+  const weights = new Float64Array(V);
+  const bucket = new Uint16Array(V);
+  const mass = new Float64Array(NUM_BUCKETS);
+  const count = new Uint32Array(NUM_BUCKETS);
+  let total = 0;
+  for (let i = 0; i < V; i++) {
+    const z = (max - adjusted[i]) * invT; // -ln(weight) ≥ 0
+    const w = Math.exp(-z) || 0; // NaN logits get no mass
+    const b = w > 0 ? Math.min(last, Math.floor(z * BUCKETS_PER_NAT)) : last;
+    weights[i] = w;
+    bucket[i] = b;
+    mass[b] += w;
+    count[b]++;
+    total += w;
+  }
+  const target = topP * total;
+  let cut = last;
+  let massBefore = 0; // mass of buckets above the cut bucket
+  for (let b = 0; b < last; b++) {
+    if (massBefore + mass[b] >= target) {
+      cut = b;
+      break;
+    }
+    massBefore += mass[b];
+  }
+  const work = new Float64Array(count[cut]);
+  let n = 0;
+  for (let i = 0; i < V; i++) if (bucket[i] === cut && weights[i] > 0) work[n++] = weights[i];
+  const need = target - massBefore; // > 0 by construction of `cut`
+  const { tau, massAbove } = n > 0 ? nucleusThreshold(work.subarray(0, n), need) : { tau: Infinity, massAbove: 0 };
+
+  const ids = new Int32Array(V);
+  const kept = new Float64Array(V);
+  let keep = 0;
+  let tieMass = 0;
+  let keptTotal = 0;
+  for (let i = 0; i < V; i++) {
+    const w = weights[i];
+    const b = bucket[i];
+    if (b < cut || (b === cut && (w > tau || (w === tau && massAbove + tieMass < need)))) {
+      if (b === cut && w === tau) tieMass += w;
+      ids[keep] = i;
+      kept[keep++] = w;
+      keptTotal += w;
+    }
+  }
+  return { ids: ids.slice(0, keep), weights: kept.slice(0, keep), total: keptTotal };
 }
 
 /**
@@ -246,41 +348,23 @@ export function samplingDistribution(logits: Float32Array, params: SamplingParam
     const weights = Float64Array.from(ids, (id) => Math.exp((adjusted[id] - max) * invT) || 0);
     let total = 0;
     for (const w of weights) total += w;
-    return topP < 1 ? nucleusCut(ids, weights, topP * total, true) : { ids, weights, total };
+    return topP < 1 ? nucleusPrefix(ids, weights, topP * total) : { ids, weights, total };
   }
 
   let max = -Infinity;
   for (let i = 0; i < V; i++) if (adjusted[i] > max) max = adjusted[i];
-  if (!Number.isFinite(max)) return greedy();
+  if (!Number.isFinite(max) || topP <= 0) return greedy();
+  if (topP < 1) return nucleusByHistogram(adjusted, max, invT, topP);
+  const ids = new Int32Array(V);
   const weights = new Float64Array(V);
   let total = 0;
   for (let i = 0; i < V; i++) {
     const w = Math.exp((adjusted[i] - max) * invT) || 0; // NaN logits get no mass
+    ids[i] = i;
     weights[i] = w;
     total += w;
   }
-  if (topP >= 1) return { ids: Int32Array.from({ length: V }, (_, i) => i), weights, total };
-
-  // Top-p without top-k: collect tokens above a shrinking threshold until
-  // they hold enough mass; the nucleus is then a prefix of them.
-  const target = topP * total;
-  const picked = new Int32Array(V);
-  for (const threshold of NUCLEUS_THRESHOLDS) {
-    let n = 0;
-    let mass = 0;
-    for (let i = 0; i < V; i++) {
-      const w = weights[i];
-      if (w > 0 && w >= threshold) {
-        picked[n++] = i;
-        mass += w;
-      }
-    }
-    if (mass >= target || threshold === 0) {
-      const ids = picked.subarray(0, n);
-      return nucleusCut(ids, Float64Array.from(ids, (i) => weights[i]), target, false);
-    }
-  }
-  throw new Error("unreachable: the last threshold keeps every token");
+  return { ids, weights, total };
 }
 
 /**

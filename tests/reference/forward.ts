@@ -194,9 +194,9 @@ function validate(config: ModelConfig, tokens: number[], positions: number[]): v
 /**
  * Full forward pass; returns logits [T, vocab] row-major in float64.
  *
- * Note: when `slidingWindow` is set it applies to every layer. HF Qwen2/Qwen3
- * only use it on layers >= `max_window_layers`, which ModelConfig does not
- * carry; Mistral uses it on all layers.
+ * When `slidingWindow` is set it applies to every layer: `parseModelConfig`
+ * only sets it when all layers slide (Mistral; Qwen2/Qwen3 with every layer
+ * ≥ `max_window_layers`) and rejects mixed layouts.
  */
 export function referenceForward(
   config: ModelConfig,

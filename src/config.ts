@@ -1,0 +1,54 @@
+/**
+ * Service configuration from the environment, validated once at start-up.
+ * Every variable is documented in README.md ("Configuration").
+ */
+import { z } from "zod";
+
+export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
+
+const ConfigSchema = z.object({
+  MODEL: z.string().min(1).default(DEFAULT_MODEL),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  DATA_DIR: z.string().min(1).default("./data"),
+  DEVICE: z.enum(["auto", "cpu", "cuda"]).default("auto"),
+  DTYPE: z.enum(["auto", "fp32", "fp16", "bf16"]).default("auto"),
+  DATABASE_URL: z.string().min(1).optional(),
+  API_KEYS: z.string().optional(),
+});
+
+export interface Config {
+  model: string;
+  port: number;
+  host: string;
+  dataDir: string;
+  device: "auto" | "cpu" | "cuda";
+  dtype: "auto" | "fp32" | "fp16" | "bf16";
+  databaseUrl: string | null;
+  apiKeys: string[];
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = ConfigSchema.safeParse(
+    Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== "")),
+  );
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(`invalid environment variable ${issue.path.join(".")}: ${issue.message}`);
+  }
+  const c = parsed.data;
+  return {
+    model: c.MODEL,
+    port: c.PORT,
+    host: c.HOST,
+    dataDir: c.DATA_DIR,
+    device: c.DEVICE,
+    dtype: c.DTYPE,
+    databaseUrl: c.DATABASE_URL ?? null,
+    apiKeys: (c.API_KEYS ?? "").split(",").map((k) => k.trim()).filter((k) => k.length > 0),
+  };
+}

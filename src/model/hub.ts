@@ -1,0 +1,290 @@
+/**
+ * Downloads a model repository (`owner/name`) from the Hugging Face hub into a
+ * local cache directory, which `openCheckpoint` then loads like any local
+ * model directory.
+ *
+ * Transport and URL layout come from @huggingface/transformers' hub
+ * configuration (`env.remoteHost`, `env.remotePathTemplate`, `env.fetch`),
+ * and files land where its FileCache would put them (`<cache>/<owner>/<name>/
+ * <file>`, `<cache>/<owner>/<name>/<revision>/<file>` off `main`), so its
+ * AutoTokenizer/AutoConfig find them offline with the same `cache_dir`.
+ * We do not call its `getModelFile`: 4.3.2 does not export it, and it
+ * buffers whole files in memory, which multi-GB shards cannot afford. Files
+ * are streamed to disk instead, each written to a temp name and renamed into
+ * place, with a timeout so an unreachable hub fails in seconds.
+ */
+import { ModelLoadError } from "./errors.ts";
+
+export interface HubOptions {
+  /** Cache root; default `$MODEL_CACHE_DIR` or `.cache/models`. */
+  cacheDir?: string;
+  /** Branch, tag or commit; default "main". */
+  revision?: string;
+  /** Hub base URL; default `$HF_ENDPOINT` or transformers' `env.remoteHost`. */
+  endpoint?: string;
+  /**
+   * Longest wait for a response to start, and for each chunk of a body,
+   * before giving up; default 10 s.
+   */
+  timeoutMs?: number;
+}
+
+/** Files fetched besides the weights; only config.json is required. */
+const REQUIRED_FILES = ["config.json"];
+const OPTIONAL_FILES = [
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "chat_template.jinja",
+];
+const SINGLE_WEIGHTS = "model.safetensors";
+const WEIGHTS_INDEX = "model.safetensors.index.json";
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** `owner/name` as the hub (and transformers' `isValidHfModelId`) accept it. */
+export function isHubId(source: string): boolean {
+  const parts = source.split("/");
+  return parts.length === 2 && !source.includes("..") && !source.includes("--") && !source.endsWith(".git") &&
+    parts.every((p) => /^\w(?:[\w.-]{0,94}\w)?$/.test(p));
+}
+
+export function defaultCacheDir(): string {
+  return envVar("MODEL_CACHE_DIR") ?? ".cache/models";
+}
+
+/** Where `downloadFromHub` puts (or finds) a repository's files. */
+export function hubCachePath(id: string, opts: HubOptions = {}): string {
+  const root = (opts.cacheDir ?? defaultCacheDir()).replace(/\/+$/, "");
+  const revision = opts.revision ?? "main";
+  return revision === "main" ? `${root}/${id}` : `${root}/${id}/${encodeURIComponent(revision)}`;
+}
+
+/** The hint every "cannot download" error ends with. */
+export function localModelHint(): string {
+  return "set MODEL to a local model directory, e.g. MODEL=./models/tiny (make one with: deno task tiny-model --out ./models/tiny)";
+}
+
+/**
+ * Makes `id` available locally and returns the directory. A complete cached
+ * copy is used without touching the network.
+ */
+export async function downloadFromHub(
+  id: string,
+  opts: HubOptions = {},
+): Promise<string> {
+  if (!isHubId(id)) {
+    throw new ModelLoadError(
+      `"${id}" is not a Hugging Face hub id (expected owner/name)`,
+    );
+  }
+  const dir = hubCachePath(id, opts);
+  if (await isCompleteCopy(dir)) return dir;
+
+  const { env } = await import("@huggingface/transformers");
+  const revision = opts.revision ?? "main";
+  const endpoint = opts.endpoint ?? envVar("HF_ENDPOINT") ?? env.remoteHost;
+  const base = joinUrl(
+    endpoint,
+    env.remotePathTemplate.replaceAll("{model}", id).replaceAll(
+      "{revision}",
+      encodeURIComponent(revision),
+    ),
+  );
+  const fetcher: Fetcher = (url, init) => env.fetch(url, init);
+  const get = (file: string, required: boolean) =>
+    fetchToFile(id, joinUrl(base, file), `${dir}/${file}`, file, required, {
+      fetcher,
+      timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    });
+
+  await Deno.mkdir(dir, { recursive: true });
+  for (const file of REQUIRED_FILES) await get(file, true);
+  for (const file of OPTIONAL_FILES) await get(file, false);
+
+  if (await get(WEIGHTS_INDEX, false)) {
+    for (const shard of await shardNames(`${dir}/${WEIGHTS_INDEX}`)) {
+      if (!(await exists(`${dir}/${shard}`))) await get(shard, true);
+    }
+  } else if (!(await get(SINGLE_WEIGHTS, false))) {
+    throw new ModelLoadError(
+      `"${id}" on the Hugging Face hub has neither ${SINGLE_WEIGHTS} nor ${WEIGHTS_INDEX} (only safetensors checkpoints are supported)`,
+    );
+  }
+  return dir;
+}
+
+type Fetcher = (url: string, init: RequestInit) => Promise<Response>;
+
+/**
+ * Streams `url` into `dest`. Returns false when the file does not exist on
+ * the hub and is optional; throws ModelLoadError otherwise.
+ */
+async function fetchToFile(
+  id: string,
+  url: string,
+  dest: string,
+  file: string,
+  required: boolean,
+  { fetcher, timeoutMs }: { fetcher: Fetcher; timeoutMs: number },
+): Promise<boolean> {
+  const controller = new AbortController();
+  let timer = setTimeout(() => controller.abort(), timeoutMs);
+  const rearm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => controller.abort(), timeoutMs);
+  };
+  const headers = new Headers();
+  const token = envVar("HF_TOKEN") ?? envVar("HF_ACCESS_TOKEN");
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+
+  const tmp = `${dest}.tmp-${Deno.pid}`;
+  try {
+    let response: Response;
+    try {
+      response = await fetcher(url, { headers, signal: controller.signal });
+    } catch (e) {
+      throw unreachable(
+        id,
+        controller.signal.aborted ? `no response within ${timeoutMs / 1000} s` : "network unreachable",
+        e,
+      );
+    }
+    if (response.status === 404) {
+      await response.body?.cancel();
+      if (!required) return false;
+      throw new ModelLoadError(
+        `"${id}" on the Hugging Face hub has no ${file} (HTTP 404)`,
+        { file },
+      );
+    }
+    if (response.status === 401 || response.status === 403) {
+      await response.body?.cancel();
+      // The hub answers 401 for repositories that do not exist, too.
+      throw new ModelLoadError(
+        `cannot access "${id}" on the Hugging Face hub (HTTP ${response.status} for ${file}): the repository does not exist or is gated/private; check the id or set HF_TOKEN`,
+        { file },
+      );
+    }
+    if (!response.ok || response.body === null) {
+      await response.body?.cancel();
+      throw new ModelLoadError(
+        `cannot download ${file} of "${id}" from the Hugging Face hub (HTTP ${response.status}); ${localModelHint()}`,
+        { file },
+      );
+    }
+
+    const out = await Deno.open(tmp, { write: true, create: true, truncate: true });
+    try {
+      const reader = response.body.getReader();
+      for (;;) {
+        rearm();
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          throw unreachable(
+            id,
+            controller.signal.aborted
+              ? `download of ${file} stalled for ${timeoutMs / 1000} s`
+              : `download of ${file} failed`,
+            e,
+          );
+        }
+        if (chunk.done) break;
+        let written = 0;
+        while (written < chunk.value.length) {
+          written += await out.write(chunk.value.subarray(written));
+        }
+      }
+    } finally {
+      out.close();
+    }
+    await Deno.rename(tmp, dest);
+    return true;
+  } finally {
+    clearTimeout(timer);
+    await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+function unreachable(id: string, why: string, cause: unknown): ModelLoadError {
+  return new ModelLoadError(
+    `cannot download "${id}" from the Hugging Face hub (${why}); ${localModelHint()}`,
+    { cause },
+  );
+}
+
+/** A cached copy is complete when config.json and every weight file exist. */
+async function isCompleteCopy(dir: string): Promise<boolean> {
+  if (!(await exists(`${dir}/config.json`))) return false;
+  if (await exists(`${dir}/${WEIGHTS_INDEX}`)) {
+    try {
+      for (const shard of await shardNames(`${dir}/${WEIGHTS_INDEX}`)) {
+        if (!(await exists(`${dir}/${shard}`))) return false;
+      }
+      return true;
+    } catch {
+      return false; // unreadable index: fetch it again
+    }
+  }
+  return await exists(`${dir}/${SINGLE_WEIGHTS}`);
+}
+
+/** Shard file names of an index, refusing anything that is not a plain name. */
+export async function shardNames(indexPath: string): Promise<string[]> {
+  let index: unknown;
+  try {
+    index = JSON.parse(await Deno.readTextFile(indexPath));
+  } catch (e) {
+    throw new ModelLoadError(`${indexPath}: cannot read index (${e instanceof Error ? e.message : e})`, {
+      file: indexPath,
+      cause: e,
+    });
+  }
+  const map = typeof index === "object" && index !== null ? (index as Record<string, unknown>).weight_map : undefined;
+  if (typeof map !== "object" || map === null || Array.isArray(map)) {
+    throw new ModelLoadError(`${indexPath}: missing or invalid "weight_map"`, {
+      file: indexPath,
+      field: "weight_map",
+    });
+  }
+  const shards = new Set<string>();
+  for (const [tensor, shard] of Object.entries(map)) {
+    if (typeof shard !== "string" || !isPlainFileName(shard)) {
+      throw new ModelLoadError(
+        `${indexPath}: weight_map entry for "${tensor}" is not a file name in the model directory (${
+          JSON.stringify(shard)
+        })`,
+        { file: indexPath, field: tensor },
+      );
+    }
+    shards.add(shard);
+  }
+  return [...shards];
+}
+
+export function isPlainFileName(name: string): boolean {
+  return /^[\w.-]+$/.test(name) && name !== "." && name !== "..";
+}
+
+function joinUrl(base: string, part: string): string {
+  return `${base.replace(/\/+$/, "")}/${part.replace(/^\/+/, "")}`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads an environment variable; absent when unset or not permitted. */
+function envVar(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined;
+  }
+}
