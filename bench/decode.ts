@@ -6,11 +6,20 @@
  * memory-bandwidth bound of decoding (weight bytes per token over a measured
  * copy bandwidth). Prints a JSON result, then a one-line summary.
  *
- * Method, identical for both engines: greedy, no EOS; prefill time = time of a
- * 1-token generation; decode tok/s = (N − 1) / (time(N) − time(1)). Median of runs.
+ * Method, identical for both engines: one greedy generation of N tokens (no
+ * EOS) with a per-token callback (our `onToken`, transformers.js' streamer);
+ * prefill tok/s = prompt tokens / time to the first token; decode tok/s =
+ * (N − 1) / (time of the last token − time of the first). Medians over
+ * alternating rounds, each engine loaded alone.
  */
 import { parseArgs } from "node:util";
-import { AutoModelForCausalLM, type PreTrainedModel, Tensor } from "@huggingface/transformers";
+import {
+  AutoModelForCausalLM,
+  BaseStreamer,
+  type PreTrainedModel,
+  Tensor,
+  type TextStreamer,
+} from "@huggingface/transformers";
 import { parameterCount } from "../src/model/layout.ts";
 import { generateTinyModel, type TinyPreset } from "../src/model/tiny_model.ts";
 import { configureTransformersOffline } from "../src/model/tokenizer.ts";
@@ -33,12 +42,6 @@ const runs = Number(values.runs);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function time(fn: () => Promise<unknown>): Promise<number> {
-  const t = performance.now();
-  await fn();
-  return (performance.now() - t) / 1000;
-}
-
 /** Copy bandwidth in bytes/s, counting read + write traffic, over a buffer far larger than the caches. */
 function copyBandwidth(): number {
   const n = 64 * 1024 * 1024; // 256 MiB of float32
@@ -60,42 +63,102 @@ try {
 } catch {
   await generateTinyModel({ out: modelDir, arch: "llama", preset, tokenizer: "bytes", seed: 0 });
 }
-const model = await loadModel(modelDir, { dataDir: `${root}/data`, device: "cpu" });
-const vocab = model.tokenizer.vocabSize;
-const promptIds = Array.from({ length: promptLen }, (_, i) => (i * 7919) % Math.min(vocab, 256));
+// Each engine is loaded alone and released before the other runs (two live
+// sessions slow each other down through their thread pools), alternating for
+// `runs` rounds so drift in machine load hits both alike.
+interface Engine {
+  /** Generates n tokens, calling onToken as each is chosen. */
+  run(n: number, onToken: () => void): Promise<void>;
+  close(): Promise<void>;
+}
 const greedy = { temperature: 0, topP: 1, topK: 0 };
+const promptIds = Array.from({ length: promptLen }, (_, i) => (i * 7919) % 256);
 
-async function ours(n: number): Promise<void> {
-  await generate(model.lm, model.tokenizer, promptIds, { maxTokens: n, sampling: greedy, stopTokenIds: [] });
-}
-
-configureTransformersOffline();
-const tjs = await AutoModelForCausalLM.from_pretrained(model.compiledDir, {
-  local_files_only: true,
-  dtype: "fp32",
-}) as PreTrainedModel;
-const input = new Tensor("int64", BigInt64Array.from(promptIds.map(BigInt)), [1, promptLen]);
-async function theirs(n: number): Promise<void> {
-  await tjs.generate({ input_ids: input, max_new_tokens: n, do_sample: false, eos_token_id: [] });
-}
-
-async function measure(run: (n: number) => Promise<void>) {
-  await run(2); // warm-up: session buffers, JIT
-  const one: number[] = [], many: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    one.push(await time(() => run(1)));
-    many.push(await time(() => run(newTokens)));
-  }
-  const prefill = median(one);
+async function openOurs(): Promise<Engine> {
+  const model = await loadModel(modelDir, { dataDir, device: "cpu" });
   return {
-    prefill_tok_s: promptLen / prefill,
-    decode_tok_s: (newTokens - 1) / (median(many) - prefill),
+    run: async (n, onToken) => {
+      await generate(model.lm, model.tokenizer, promptIds, {
+        maxTokens: n,
+        sampling: greedy,
+        stopTokenIds: [],
+        onToken,
+      });
+    },
+    close: () => model.lm.release(),
   };
 }
 
-const engine = await measure(ours);
-const transformersJs = await measure(theirs);
-const params = parameterCount(model.lm.config);
+/** transformers.js streamer: gets the prompt first, then each generated token. */
+class TokenTimer extends BaseStreamer {
+  #calls = 0;
+  constructor(private readonly onToken: () => void) {
+    super();
+  }
+  override put(): void {
+    if (this.#calls++ > 0) this.onToken();
+  }
+  override end(): void {}
+}
+
+async function openTransformersJs(): Promise<Engine> {
+  configureTransformersOffline();
+  const tjs = await AutoModelForCausalLM.from_pretrained(compiledDir, {
+    local_files_only: true,
+    dtype: "fp32",
+  }) as PreTrainedModel;
+  const input = new Tensor("int64", BigInt64Array.from(promptIds.map(BigInt)), [1, promptLen]);
+  return {
+    run: async (n, onToken) => {
+      await tjs.generate({
+        input_ids: input,
+        max_new_tokens: n,
+        do_sample: false,
+        eos_token_id: [],
+        // Its typings ask for BaseStreamer & TextStreamer; generate() only calls put/end.
+        streamer: new TokenTimer(onToken) as unknown as TextStreamer,
+      });
+    },
+    close: async () => {
+      await tjs.dispose();
+    },
+  };
+}
+
+interface Sample {
+  prefill: number[];
+  decode: number[];
+}
+async function measureRound(open: () => Promise<Engine>, into: Sample): Promise<void> {
+  const engine = await open();
+  await engine.run(2, () => {}); // warm-up: session buffers, JIT
+  const stamps: number[] = [];
+  const start = performance.now();
+  await engine.run(newTokens, () => stamps.push(performance.now()));
+  if (stamps.length !== newTokens) throw new Error(`expected ${newTokens} tokens, got ${stamps.length}`);
+  into.prefill.push(promptLen / ((stamps[0] - start) / 1000));
+  into.decode.push((newTokens - 1) / ((stamps[newTokens - 1] - stamps[0]) / 1000));
+  await engine.close();
+}
+
+function summarize(s: Sample) {
+  return { prefill_tok_s: median(s.prefill), decode_tok_s: median(s.decode) };
+}
+
+const dataDir = `${root}/data`;
+// Compile once up front (cached), so both engines read the same exported directory.
+const { compiledDir, lm: config } = await loadModel(modelDir, { dataDir, device: "cpu" }).then(async (m) => {
+  await m.lm.release();
+  return { compiledDir: m.compiledDir, lm: m.lm.config };
+});
+const oursSample: Sample = { prefill: [], decode: [] }, theirsSample: Sample = { prefill: [], decode: [] };
+for (let r = 0; r < runs; r++) {
+  await measureRound(openOurs, oursSample);
+  await measureRound(openTransformersJs, theirsSample);
+}
+const engine = summarize(oursSample);
+const transformersJs = summarize(theirsSample);
+const params = parameterCount(config);
 const weightBytesPerToken = params * 4;
 const bandwidth = copyBandwidth();
 const result = {
@@ -123,5 +186,3 @@ console.log(
     `${engine.prefill_tok_s.toFixed(0)} vs ${transformersJs.prefill_tok_s.toFixed(0)} tok/s; ` +
     `bandwidth bound ${result.bandwidth_bound_decode_tok_s.toFixed(1)} tok/s`,
 );
-await tjs.dispose();
-await model.lm.release();

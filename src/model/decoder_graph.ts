@@ -96,10 +96,12 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
 
   const rmsNorm = (x: Value, weightName: string): Value => {
     // HF computes the statistics in float32 whatever the weights' dtype.
+    // Written as Pow→ReduceMean→Add→Sqrt→Div→Mul: the pattern onnxruntime fuses
+    // into one SimplifiedLayerNormalization kernel.
     const x32 = g.cast(x, "float32");
-    const variance = g.reduceMean(g.mul(x32, x32), [-1]);
-    const inv = g.op1("Reciprocal", [g.sqrt(g.add(variance, g.constant(config.rmsNormEps, "float32", [])))]);
-    return g.mul(g.cast(g.mul(x32, inv), dtype), w(weightName));
+    const variance = g.reduceMean(g.op1("Pow", [x32, g.constant(2, "float32", [])]), [-1]);
+    const rms = g.sqrt(g.add(variance, g.constant(config.rmsNormEps, "float32", [])));
+    return g.mul(g.cast(g.div(x32, rms), dtype), w(weightName));
   };
 
   // Rotary tables, shared by all layers: [B, 1, S, hd].

@@ -47,9 +47,6 @@ export interface TinyModelResult {
 /** What the config needs from the tokenizer. */
 export type TokenizerIds = Pick<TokenizerFiles, "vocabSize" | "bosTokenId" | "eosTokenIds" | "padTokenId">;
 
-/** Embedding rows are padded to a multiple of this (as real models do). */
-const VOCAB_MULTIPLE = 64;
-
 export class TinyModelError extends Error {
   override readonly name = "TinyModelError";
 }
@@ -69,7 +66,8 @@ export function tinyModelRawConfig(
   if (preset === "smollm2-135m" && arch !== "llama") {
     throw new TinyModelError(`preset smollm2-135m is a llama model; use --arch llama (got ${arch})`);
   }
-  const padded = Math.ceil(tok.vocabSize / VOCAB_MULTIPLE) * VOCAB_MULTIPLE;
+  // No padding rows: a random model would sample ids the tokenizer cannot decode.
+  const padded = tok.vocabSize;
   const eos = tok.eosTokenIds.length === 1 ? tok.eosTokenIds[0] : [...tok.eosTokenIds];
   const { architecture, modelType } = ARCHITECTURE_HF_NAMES[arch];
   const common = {

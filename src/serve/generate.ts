@@ -18,6 +18,8 @@ export interface GenerateOptions {
   stop?: string[];
   /** Called with each new piece of visible text. */
   onText?: (delta: string) => void;
+  /** Called with each sampled token id (stop tokens included), as soon as it is chosen. */
+  onToken?: (id: number) => void;
 }
 
 export type FinishReason = "stop" | "length";
@@ -70,6 +72,7 @@ export async function generate(
   let cache: KvCache = step.present;
   while (tokenIds.length < maxTokens) {
     const next = sampleToken(lastRow(step.logits, vocab), opts.sampling, rng, history);
+    opts.onToken?.(next);
     if (stopIds.has(next)) {
       finishReason = "stop";
       break;
