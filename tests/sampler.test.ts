@@ -34,7 +34,7 @@ const normalise = (xs: number[]) => xs.map((x) => x / xs.reduce((a, b) => a + b,
 const CHI2_CRIT = { 1: 10.83, 2: 13.82, 3: 16.27 } as const;
 
 Deno.test("Rng: deterministic, seed-sensitive (including beyond 2^32), uniform in [0, 1)", () => {
-  const seq = (seed: number) => Array.from({ length: 8 }, ((r) => () => r.next())(new Rng(seed)));
+  const seq = (seed: number) => Array.from({ length: 8 }, ((r) => () => r.nextFloat())(new Rng(seed)));
   assert.deepEqual(seq(42), seq(42));
   assert.notDeepEqual(seq(42), seq(43));
   assert.notDeepEqual(seq(0), seq(2 ** 32)); // high word matters
@@ -45,7 +45,7 @@ Deno.test("Rng: deterministic, seed-sensitive (including beyond 2^32), uniform i
   const r = new Rng(7);
   const bins = new Array<number>(10).fill(0);
   for (let i = 0; i < 100000; i++) {
-    const x = r.next();
+    const x = r.nextFloat();
     assert.ok(x >= 0 && x < 1);
     bins[Math.floor(x * 10)]++;
   }
@@ -56,12 +56,12 @@ Deno.test("greedy: temperature 0 takes the argmax, ties → lowest id, rng untou
   const rng = new Rng(1);
   assert.equal(sampleToken(Float32Array.of(0.1, 3, -2, 3, 2.9), params({ temperature: 0 }), rng), 1);
   assert.equal(sampleToken(Float32Array.of(-Infinity, -5, NaN, -4), params({ temperature: 0 }), rng), 3);
-  assert.equal(rng.next(), new Rng(1).next());
+  assert.equal(rng.nextFloat(), new Rng(1).nextFloat());
 });
 
 Deno.test("reproducibility: same seed → same tokens; another seed differs", () => {
   const r = new Rng(99);
-  const logits = Float32Array.from({ length: 1000 }, () => r.next() * 4);
+  const logits = Float32Array.from({ length: 1000 }, () => r.nextFloat() * 4);
   const run = (seed: number) => {
     const rng = new Rng(seed);
     return Array.from(
@@ -106,7 +106,7 @@ Deno.test("top-k = 1 and tiny top-p both equal greedy", () => {
   const r = new Rng(5);
   for (let trial = 0; trial < 200; trial++) {
     // Coarse values so ties happen; ties must resolve to the lowest id.
-    const logits = Float32Array.from({ length: 50 }, () => Math.floor(r.next() * 8));
+    const logits = Float32Array.from({ length: 50 }, () => Math.floor(r.nextFloat() * 8));
     const greedy = sampleToken(logits, params({ temperature: 0 }), r);
     assert.equal(sampleToken(logits, params({ temperature: 1.3, topK: 1 }), r), greedy);
     assert.equal(sampleToken(logits, params({ temperature: 1.3, topP: 1e-9 }), r), greedy);
@@ -162,8 +162,8 @@ Deno.test("150k vocab: filtered distributions equal a full-sort reference", () =
   const V = 151936;
   const r = new Rng(2024);
   // Gaussian-ish logits with a few strong peaks, like a real LM head.
-  const logits = Float32Array.from({ length: V }, () => (r.next() + r.next() + r.next() - 1.5) * 4);
-  for (let i = 0; i < 20; i++) logits[Math.floor(r.next() * V)] += 8 + r.next() * 4;
+  const logits = Float32Array.from({ length: V }, () => (r.nextFloat() + r.nextFloat() + r.nextFloat() - 1.5) * 4);
+  for (let i = 0; i < 20; i++) logits[Math.floor(r.nextFloat() * V)] += 8 + r.nextFloat() * 4;
   const cases: SamplingParams[] = [
     params({ temperature: 0.7, topK: 50 }),
     params({ temperature: 1, topP: 0.9 }),
@@ -209,8 +209,8 @@ Deno.test("top-p ties are cut lowest id first; masked tokens never survive", () 
 Deno.test("150k vocab: sampling cost (informational)", () => {
   const V = 151936;
   const r = new Rng(1);
-  const logits = Float32Array.from({ length: V }, () => (r.next() + r.next() + r.next() - 1.5) * 4);
-  for (let i = 0; i < 20; i++) logits[Math.floor(r.next() * V)] += 10;
+  const logits = Float32Array.from({ length: V }, () => (r.nextFloat() + r.nextFloat() + r.nextFloat() - 1.5) * 4);
+  for (let i = 0; i < 20; i++) logits[Math.floor(r.nextFloat() * V)] += 10;
   const rng = new Rng(3);
   const lines: string[] = [];
   for (
@@ -248,7 +248,7 @@ Deno.test("topLogprobs / topKIndices: descending, ties → lower id, k clamped",
   assert.equal(topLogprobs(lp, 0).length, 0);
   assert.deepEqual(Array.from(topKIndices(lp, 99)), [5, 1, 3, 2, 0, 4]);
   const r = new Rng(11);
-  const big = Float32Array.from({ length: 5000 }, () => Math.floor(r.next() * 100));
+  const big = Float32Array.from({ length: 5000 }, () => Math.floor(r.nextFloat() * 100));
   const want = Array.from(big.keys()).sort((a, b) => big[b] - big[a] || a - b).slice(0, 40);
   assert.deepEqual(Array.from(topKIndices(big, 40)), want);
 });

@@ -79,3 +79,22 @@ Deno.test("left-padded batch rows equal their unpadded runs", async () => {
   assert.ok(maxRelError(next.logits.subarray(V), soloNext.logits) < 1e-5);
   await lm.release();
 });
+
+Deno.test("float16 serving graph tracks float32 and decodes with a half-precision KV cache", async () => {
+  const model = randomModel(VARIANTS.qwen3_qk_norm_wide_heads, 7);
+  const half = new CausalLM(
+    model.config,
+    await ort.InferenceSession.create(await serializeModel(buildServingGraph(model, "float16"))),
+    "float16",
+  );
+  const { lm: full } = await load("qwen3_qk_norm_wide_heads");
+  const a = await half.forward({ inputIds: [tokens] });
+  const b = await full.forward({ inputIds: [tokens] });
+  assert.ok(maxRelError(a.logits, b.logits) < 5e-3);
+  assert.equal(a.present.layers[0].key.type, "float16");
+  const stepHalf = await half.forward({ inputIds: [[9]], past: a.present });
+  const stepFull = await full.forward({ inputIds: [[9]], past: b.present });
+  assert.ok(maxRelError(stepHalf.logits, stepFull.logits) < 5e-3);
+  await half.release();
+  await full.release();
+});

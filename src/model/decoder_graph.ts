@@ -139,9 +139,8 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
     }
     const present = g.unsqueeze(g.op1("Equal", [attentionMask, g.constant(1, "int64", [])]), [1, 2]); // [B,1,1,T]
     allowed = g.op1("And", [g.unsqueeze(allowed, [0, 1]), present]); // [B,1,S,T]
-    const zero = g.scalar(0, dtype);
-    const low = g.scalar(lowest(dtype), dtype);
-    const bias = g.where(allowed, zero, low);
+    // Built in float32 and cast: not every EP has half-precision Where kernels.
+    const bias = g.cast(g.where(allowed, g.scalar(0, "float32"), g.scalar(lowest(dtype), "float32")), dtype);
     return rep === 1 ? bias : g.concat(Array(rep).fill(bias), 2);
   });
   const scale = g.scalar(1 / Math.sqrt(hd), dtype);
@@ -158,8 +157,16 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
         return g.transpose(r, [0, 2, 1, 3]); // [B, n, S, hd]
       };
       const qk = config.qkNorm;
-      let q = heads(linear(x, `${p}.self_attn.q_proj`, config.attentionBias), nH, qk ? `${p}.self_attn.q_norm.weight` : null);
-      let k = heads(linear(x, `${p}.self_attn.k_proj`, config.attentionBias), nKV, qk ? `${p}.self_attn.k_norm.weight` : null);
+      let q = heads(
+        linear(x, `${p}.self_attn.q_proj`, config.attentionBias),
+        nH,
+        qk ? `${p}.self_attn.q_norm.weight` : null,
+      );
+      let k = heads(
+        linear(x, `${p}.self_attn.k_proj`, config.attentionBias),
+        nKV,
+        qk ? `${p}.self_attn.k_norm.weight` : null,
+      );
       let v = heads(linear(x, `${p}.self_attn.v_proj`, config.attentionBias), nKV, null);
       q = rotate(q);
       k = rotate(k);

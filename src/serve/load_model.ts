@@ -8,7 +8,7 @@ import { compiledModelDir } from "../model/compile_cache.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { servingModelPath } from "../model/serving_graph.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
-import { createSession, type Device } from "../runtime/session.ts";
+import { createSession, type Device, SessionError } from "../runtime/session.ts";
 import { CausalLM } from "./causal_lm.ts";
 
 export interface LoadModelOptions {
@@ -39,6 +39,11 @@ export function defaultDtype(device: Device): ComputeDType {
 
 export async function loadModel(source: string, opts: LoadModelOptions): Promise<LoadedModel> {
   const dtype = opts.dtype ?? defaultDtype(opts.device);
+  if (dtype === "bfloat16" && opts.device === "cpu") {
+    throw new SessionError(
+      "bf16 needs DEVICE=cuda: onnxruntime's CPU kernels have no bfloat16 arithmetic (use fp32 or fp16)",
+    );
+  }
   const ckpt = await openCheckpoint(source, { cacheDir: `${opts.dataDir}/hub` });
   try {
     const compiledDir = await compiledModelDir(ckpt, ckpt.dir, `${opts.dataDir}/compiled`, dtype);
@@ -47,7 +52,14 @@ export async function loadModel(source: string, opts: LoadModelOptions): Promise
       device: opts.device,
       threads: opts.threads,
     });
-    return { source, dir: ckpt.dir, compiledDir, lm: new CausalLM(ckpt.config, session, dtype), tokenizer, device: opts.device };
+    return {
+      source,
+      dir: ckpt.dir,
+      compiledDir,
+      lm: new CausalLM(ckpt.config, session, dtype),
+      tokenizer,
+      device: opts.device,
+    };
   } finally {
     ckpt.close();
   }

@@ -34,64 +34,9 @@ export interface TokenHistory {
   counts: Map<number, number>;
 }
 
-const TWO_POW_32 = 4294967296;
-
-/** murmur3 finaliser: spreads seed bits over the whole 32-bit word. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** Deterministic xoshiro128** generator. */
-export class Rng {
-  #s0: number;
-  #s1: number;
-  #s2: number;
-  #s3: number;
-
-  /** Any integer-valued number (negative, or beyond 2^32, is fine); the low and high 32-bit words both feed the state. */
-  constructor(seed: number) {
-    if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${seed}`);
-    const lo = ((seed % TWO_POW_32) + TWO_POW_32) % TWO_POW_32;
-    const hi = ((Math.floor(seed / TWO_POW_32) % TWO_POW_32) + TWO_POW_32) % TWO_POW_32;
-    const word = (i: number) => fmix32((lo + Math.imul(i, 0x9e3779b9)) ^ fmix32(hi ^ Math.imul(i, 0x7f4a7c15)));
-    this.#s0 = word(1);
-    this.#s1 = word(2);
-    this.#s2 = word(3);
-    this.#s3 = word(4);
-    // xoshiro must never have an all-zero state.
-    if ((this.#s0 | this.#s1 | this.#s2 | this.#s3) === 0) this.#s0 = 1;
-  }
-
-  /** Next uniformly distributed unsigned 32-bit integer. */
-  nextUint32(): number {
-    const s1 = this.#s1;
-    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
-    const t = s1 << 9;
-    this.#s2 ^= this.#s0;
-    this.#s3 ^= this.#s1;
-    this.#s1 ^= this.#s2;
-    this.#s0 ^= this.#s3;
-    this.#s2 ^= t;
-    this.#s3 = rotl(this.#s3, 11);
-    return result;
-  }
-
-  /** Uniform double in [0, 1) with 53 random bits. */
-  next(): number {
-    const hi = this.nextUint32() >>> 5; // 27 bits
-    const lo = this.nextUint32() >>> 6; // 26 bits
-    return (hi * 67108864 + lo) / 9007199254740992;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
+/** The sampler's RNG is the project's seeded xoshiro128** (re-exported for callers). */
+export { Rng } from "../model/rng.ts";
+import type { Rng } from "../model/rng.ts";
 
 /** Index of the largest value; ties → lowest index; NaN never wins. */
 export function argmax(values: ArrayLike<number>): number {
@@ -369,14 +314,14 @@ export function samplingDistribution(logits: Float32Array, params: SamplingParam
 
 /**
  * Picks the next token. Temperature 0 is greedy (ties → lowest id) and does
- * not consume the rng; otherwise exactly one `rng.next()` is drawn per call,
+ * not consume the rng; otherwise exactly one `rng.nextFloat()` is drawn per call,
  * so a seeded stream stays aligned regardless of filtering. Penalties apply
  * in both modes.
  */
 export function sampleToken(logits: Float32Array, params: SamplingParams, rng: Rng, history?: TokenHistory): number {
   const dist = samplingDistribution(logits, params, history);
   if (params.temperature === 0) return dist.ids[0];
-  let u = rng.next() * dist.total;
+  let u = rng.nextFloat() * dist.total;
   for (let i = 0; i < dist.ids.length; i++) {
     u -= dist.weights[i];
     if (u < 0 && dist.weights[i] > 0) return dist.ids[i];

@@ -1,0 +1,66 @@
+/**
+ * Contracts of the training engine. A training graph (LM or the synthetic
+ * matrix-regression task) exposes its LoRA adapters and a forward/backward
+ * step; the trainer (AdamW, schedule, ScaLoRA scaling, merges) drives it and
+ * never cares which problem or device it is.
+ *
+ * Notation follows ../shared/SCALORA.md: a layer's frozen weight W is m x n
+ * (out x in, HF layout); its adapter is W_eff = W + s · A Bᵀ with A (m x r,
+ * output side, zero at init) and B (n x r, input side, random at init).
+ */
+
+export interface AdapterSpec {
+  /** HF module path, e.g. `model.layers.0.self_attn.q_proj` (or `probe` in the synthetic task). */
+  name: string;
+  /** Output features (rows of W). */
+  m: number;
+  /** Input features (columns of W). */
+  n: number;
+  rank: number;
+  /** s = alpha / r (rsLoRA: alpha / sqrt(r)). */
+  scale: number;
+}
+
+/** Row-major float32 factors: A is m x r, B is n x r. */
+export interface AdapterFactors {
+  A: Float32Array;
+  B: Float32Array;
+}
+
+export interface AdapterGradients {
+  gA: Float32Array;
+  gB: Float32Array;
+}
+
+export interface StepResult {
+  /** Mean loss over the batch's counted elements (tokens or rows). */
+  loss: number;
+  grads: Map<string, AdapterGradients>;
+  /** Elements the loss averaged over (label-masked tokens for LMs, rows for regression). */
+  count: number;
+  /** Correct next-token predictions among `count` (LMs only). */
+  correct?: number;
+}
+
+/**
+ * How the (merged) frozen weights are held. CPU: graph inputs over JS memory,
+ * merged in place. CUDA: baked initializers plus the merges since the last
+ * bake as low-rank factors fed as small inputs, re-baked when they grow.
+ */
+export interface WeightState {
+  /** W_name ← W_name + U Vᵀ with U (m x k), V (n x k), row-major. */
+  mergeLowRank(name: string, U: Float32Array, V: Float32Array, k: number): Promise<void>;
+  /** The current dense W (m x n) of a layer (for probes, exports, checkpoints). */
+  dense(name: string): Promise<Float32Array>;
+}
+
+/** A problem the trainer can optimise. */
+export interface TrainingModel<Batch> {
+  readonly adapters: readonly AdapterSpec[];
+  readonly weights: WeightState;
+  /** Forward + backward at the current weights with the given adapter factors. */
+  forwardBackward(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<StepResult>;
+  /** Forward only (validation loss). */
+  evaluate(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<Omit<StepResult, "grads">>;
+  release(): Promise<void>;
+}
