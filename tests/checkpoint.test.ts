@@ -2,11 +2,12 @@ import assert from "node:assert/strict";
 import { parseTinyModelArgs } from "../src/cli/tiny_model.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { type Architecture, parseModelConfig } from "../src/model/config.ts";
-import { ModelLoadError } from "../src/model/errors.ts";
 import { hubCachePath, isHubId } from "../src/model/hub.ts";
 import { parameterCount, weightLayout } from "../src/model/layout.ts";
 import { Rng } from "../src/model/rng.ts";
-import { decodeBf16, decodeF16, encodeBf16, encodeF16, writeSafetensors } from "../src/model/safetensors.ts";
+import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "../src/model/half.ts";
+import { writeSafetensors } from "../src/model/safetensors.ts";
+import { rejectsLoad } from "./helpers/model_errors.ts";
 import { generateTinyModel, tinyModelRawConfig, tinyTensorData } from "../src/model/tiny_model.ts";
 import { bytesTokenizerFiles } from "../src/model/tokenizer_files.ts";
 
@@ -16,17 +17,6 @@ async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "checkpoint-test-" });
 }
 
-async function rejectsLoad(p: Promise<unknown>, ...patterns: RegExp[]): Promise<ModelLoadError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof ModelLoadError, `expected ModelLoadError, got ${e}`);
-    assert.ok(!e.message.includes("\n"), `message must be one line: ${e.message}`);
-    for (const re of patterns) assert.match(e.message, re);
-    return e;
-  }
-  assert.fail("expected a ModelLoadError");
-}
 
 async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];

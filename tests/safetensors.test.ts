@@ -1,19 +1,19 @@
 import assert from "node:assert/strict";
-import { ModelLoadError } from "../src/model/errors.ts";
+import { openSafetensors, writeSafetensors } from "../src/model/safetensors.ts";
 import {
   bf16BitsToF32,
+  bitsToF32,
   decodeBf16,
   decodeF16,
   encodeBf16,
   encodeF16,
   f16BitsToF32,
   f32ToBf16Bits,
+  f32ToBits,
   f32ToF16Bits,
-  openSafetensors,
-  writeSafetensors,
-} from "../src/model/safetensors.ts";
-import { bitsToF32, f32ToBits } from "../src/model/half.ts";
+} from "../src/model/half.ts";
 import { Rng } from "../src/model/rng.ts";
+import { rejectsLoad } from "./helpers/model_errors.ts";
 
 // ------------------------------------------------------------- helpers ----
 
@@ -31,17 +31,6 @@ function craft(header: Record<string, unknown> | string, data: Uint8Array = new 
   return out;
 }
 
-async function rejectsLoad(p: Promise<unknown>, ...patterns: RegExp[]): Promise<ModelLoadError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof ModelLoadError, `expected ModelLoadError, got ${e}`);
-    assert.ok(!e.message.includes("\n"), `message must be one line: ${e.message}`);
-    for (const re of patterns) assert.match(e.message, re);
-    return e;
-  }
-  assert.fail("expected a ModelLoadError");
-}
 
 /** Oracle for f32 -> bf16 RNE, by comparing the two neighbouring bf16 values in f64. */
 function bf16Reference(x: number): number {

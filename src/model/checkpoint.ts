@@ -7,7 +7,7 @@
  */
 import { type ModelConfig, parseModelConfig } from "./config.ts";
 import { describeError, ModelLoadError } from "./errors.ts";
-import { downloadFromHub, type HubOptions, isHubId, isPlainFileName } from "./hub.ts";
+import { downloadFromHub, type HubOptions, isHubId, parseWeightMap } from "./hub.ts";
 import { weightLayout } from "./layout.ts";
 import { FLOAT_DTYPES, type FloatDtype, isFloatDtype, SafetensorsFile } from "./safetensors.ts";
 
@@ -160,25 +160,7 @@ async function openWeightFiles(
     }
 
     const indexPath = `${dir}/${WEIGHTS_INDEX}`;
-    const weightMap = index.weight_map;
-    if (
-      typeof weightMap !== "object" || weightMap === null ||
-      Array.isArray(weightMap)
-    ) {
-      throw new ModelLoadError(`${indexPath}: missing or invalid "weight_map"`, {
-        file: indexPath,
-        field: "weight_map",
-      });
-    }
-    for (const [tensor, shard] of Object.entries(weightMap)) {
-      if (typeof shard !== "string" || !isPlainFileName(shard)) {
-        throw new ModelLoadError(
-          `${indexPath}: weight_map entry for "${tensor}" is not a file name in the model directory (${
-            JSON.stringify(shard)
-          })`,
-          { file: indexPath, field: tensor },
-        );
-      }
+    for (const [tensor, shard] of parseWeightMap(index, indexPath)) {
       const path = `${dir}/${shard}`;
       if (!files.has(path)) {
         if (!(await isFile(path))) {

@@ -242,6 +242,11 @@ export async function shardNames(indexPath: string): Promise<string[]> {
       cause: e,
     });
   }
+  return [...new Set(parseWeightMap(index, indexPath).values())];
+}
+
+/** The `weight_map` (tensor → shard file) of a parsed safetensors index, validated. */
+export function parseWeightMap(index: unknown, indexPath: string): Map<string, string> {
   const map = typeof index === "object" && index !== null ? (index as Record<string, unknown>).weight_map : undefined;
   if (typeof map !== "object" || map === null || Array.isArray(map)) {
     throw new ModelLoadError(`${indexPath}: missing or invalid "weight_map"`, {
@@ -249,7 +254,7 @@ export async function shardNames(indexPath: string): Promise<string[]> {
       field: "weight_map",
     });
   }
-  const shards = new Set<string>();
+  const out = new Map<string, string>();
   for (const [tensor, shard] of Object.entries(map)) {
     if (typeof shard !== "string" || !isPlainFileName(shard)) {
       throw new ModelLoadError(
@@ -259,9 +264,9 @@ export async function shardNames(indexPath: string): Promise<string[]> {
         { file: indexPath, field: tensor },
       );
     }
-    shards.add(shard);
+    out.set(tensor, shard);
   }
-  return [...shards];
+  return out;
 }
 
 export function isPlainFileName(name: string): boolean {

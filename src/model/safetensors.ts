@@ -14,17 +14,6 @@ import { ModelLoadError } from "./errors.ts";
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "./half.ts";
 import { numel } from "./layout.ts";
 
-export {
-  bf16BitsToF32,
-  decodeBf16,
-  decodeF16,
-  encodeBf16,
-  encodeF16,
-  f16BitsToF32,
-  f32ToBf16Bits,
-  f32ToF16Bits,
-} from "./half.ts";
-
 /** The dtypes we can decode to / encode from f32. */
 export type FloatDtype = "F32" | "F16" | "BF16";
 export const FLOAT_DTYPES: readonly FloatDtype[] = ["F32", "F16", "BF16"];
