@@ -215,7 +215,7 @@ const inference: Record<string, Infer> = {
     const shape: Shape = target.map((d, i) => d === 0 && x.shape ? x.shape[i] : d);
     const inferred = shape.indexOf(-1);
     if (inferred >= 0) {
-      const known = shape.filter((d, i) => i !== inferred);
+      const known = shape.filter((_, i) => i !== inferred);
       const total = x.shape?.reduce<Shape[number]>((a, d) => mulDims(a, d), 1);
       const rest = known.reduce<Shape[number]>((a, d) => mulDims(a, d), 1);
       shape[inferred] = typeof total === "number" && typeof rest === "number"
