@@ -24,7 +24,7 @@ import { parameterCount } from "../src/model/layout.ts";
 import { generateTinyModel, type TinyPreset } from "../src/model/tiny_model.ts";
 import { configureTransformersOffline } from "../src/model/tokenizer.ts";
 import { generate } from "../src/serve/generate.ts";
-import { loadModel } from "../src/serve/load_model.ts";
+import { loadModel, prepareModel } from "../src/serve/load_model.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -147,10 +147,7 @@ function summarize(s: Sample) {
 
 const dataDir = `${root}/data`;
 // Compile once up front (cached), so both engines read the same exported directory.
-const { compiledDir, lm: config } = await loadModel(modelDir, { dataDir, device: "cpu" }).then(async (m) => {
-  await m.lm.release();
-  return { compiledDir: m.compiledDir, lm: m.lm.config };
-});
+const { compiledDir, config } = await prepareModel(modelDir, { dataDir, device: "cpu" });
 const oursSample: Sample = { prefill: [], decode: [] }, theirsSample: Sample = { prefill: [], decode: [] };
 for (let r = 0; r < runs; r++) {
   await measureRound(openOurs, oursSample);
