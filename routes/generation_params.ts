@@ -18,6 +18,7 @@ export interface CommonParams {
   frequency_penalty?: number | null;
   stop?: string | string[] | null;
   n?: number | null;
+  ignore_eos?: boolean | null;
 }
 
 export function samplingFor(p: CommonParams, choice: number): SamplingParams {
@@ -103,6 +104,7 @@ export function planSequences(
           maxTokens,
           sampling: samplingFor(params, i),
           stop,
+          ...(params.ignore_eos ? { stopTokenIds: [] } : {}),
           logprobs: opts.logprobs,
           promptLogprobs: opts.promptLogprobs,
           timeoutMs: opts.timeoutMs,

@@ -59,6 +59,9 @@ const commonParams = {
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   logit_bias: z.record(z.string(), z.number()).nullish().openapi({ description: "Only {} / null is supported." }),
   user: z.string().nullish(),
+  ignore_eos: z.boolean().nullish().openapi({
+    description: "Extension (as in vLLM): keep generating past end-of-sequence tokens, e.g. for benchmarks.",
+  }),
 };
 
 // ---------- chat ----------
@@ -148,6 +151,8 @@ export const CompletionRequestSchema = z.object({
     z.array(z.number().int().min(0)).min(1),
     z.array(z.array(z.number().int().min(0)).min(1)).min(1),
   ]).openapi({ description: "A string, strings (a batch), token ids, or lists of token ids (a batch)." }),
+  // 0 is allowed here: `echo` + `logprobs` with no completion scores a prompt.
+  max_tokens: z.number().int().min(0).nullish(),
   echo: z.boolean().nullish(),
   logprobs: z.number().int().min(0).max(5).nullish(),
   suffix: z.string().nullish(),

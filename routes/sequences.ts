@@ -1,9 +1,9 @@
 /**
  * Runs the engine sequences of one HTTP request (n choices × prompts) as one
  * unit: starts them all, shares one AbortController (client disconnect, or
- * one sequence failing, stops every sequence), lets the caller wait until
- * each produced its first event (so queue-full / invalid-request errors become
- * an HTTP status before a 200 stream is committed), then merges their events
+ * one sequence failing, stops every sequence), lets the caller wait for the
+ * first event (so an engine that fails lazily, on the first `next()`, still
+ * gets an HTTP status before a 200 stream is committed), then merges events
  * in arrival order. Token timing (TTFT, inter-token latency) is measured here,
  * from the event stream as the route layer sees it.
  */
@@ -29,12 +29,15 @@ export class SequenceGroup {
   readonly #timing: TokenTimingObserver | undefined;
   readonly #startedAt: number;
   readonly #lastTokenAt: (number | null)[];
+  readonly #detach: () => void;
 
   private constructor(
     iters: AsyncIterator<GenerationEvent>[],
     controller: AbortController,
     timing: TokenTimingObserver | undefined,
+    detach: () => void,
   ) {
+    this.#detach = detach;
     this.#iters = iters;
     this.#controller = controller;
     this.#timing = timing;
@@ -56,7 +59,12 @@ export class SequenceGroup {
   ): SequenceGroup {
     const controller = new AbortController();
     if (clientSignal?.aborted) controller.abort(clientSignal.reason);
-    clientSignal?.addEventListener("abort", () => controller.abort(clientSignal.reason), { once: true });
+    const onClientAbort = () => controller.abort(clientSignal?.reason);
+    clientSignal?.addEventListener("abort", onClientAbort, { once: true });
+    // Deno (legacy mode) also aborts request.signal after a *successful*
+    // response; detaching once the group is over keeps that from counting.
+    const detach = () => clientSignal?.removeEventListener("abort", onClientAbort);
+    controller.signal.addEventListener("abort", detach, { once: true });
     const iters: AsyncIterator<GenerationEvent>[] = [];
     try {
       for (const req of requests) {
@@ -66,7 +74,7 @@ export class SequenceGroup {
       controller.abort(e);
       throw e;
     }
-    return new SequenceGroup(iters, controller, timing);
+    return new SequenceGroup(iters, controller, timing, detach);
   }
 
   get signal(): AbortSignal {
@@ -77,10 +85,15 @@ export class SequenceGroup {
     this.#controller.abort(reason);
   }
 
-  /** Resolves once every sequence has produced its first event; rejects (aborting all) if one failed. */
+  /**
+   * Resolves once some sequence produced an event; rejects (aborting all) if
+   * the first to answer failed. Not all of them: an engine may only advance a
+   * sequence while its events are consumed (one at a time), and refusals are
+   * thrown synchronously by `generate` anyway.
+   */
   async ready(): Promise<void> {
     try {
-      await Promise.all(this.#pending);
+      await Promise.race(this.#pending);
     } catch (e) {
       this.abort(e);
       throw e;
@@ -104,6 +117,7 @@ export class SequenceGroup {
     } finally {
       // Early exit (consumer stopped, or an error): nothing may keep generating.
       if (live > 0) this.abort(new Error("request ended"));
+      this.#detach();
     }
   }
 

@@ -1,25 +1,129 @@
 /**
  * Builds the Hono app from routes/. Pure: no I/O at import, everything it
  * needs comes in through `AppDeps`, so tests mount it without a server.
+ *
+ * Middleware order: request log + metrics (outermost, sees final statuses),
+ * 405 for known paths, body size limit, bearer auth on /v1/*, then routes.
+ * Every error goes through `toApiError` once, in `onError`.
  */
-import { Hono } from "hono";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { methodNotAllowed } from "hono/method-not-allowed";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { AppEnv } from "../routes/app_env.ts";
+import { bearerKeyAuth } from "../routes/auth.ts";
+import { chatRoutes } from "../routes/chat.ts";
+import { completionRoutes } from "../routes/completions.ts";
+import { docsRoutes } from "../routes/docs.ts";
+import { ApiError, errorResponse, fromZodError, toApiError } from "../routes/errors.ts";
 import { healthRoutes } from "../routes/health.ts";
-import { type ModelInfo, modelsRoutes } from "../routes/models.ts";
-import { openAIError } from "../routes/errors.ts";
+import type { ModelResolver } from "../routes/model_resolver.ts";
+import { modelsRoutes } from "../routes/models.ts";
+import { requestLog, type RequestLogLine } from "../routes/request_log.ts";
+import { ServerMetrics } from "./serve/metrics.ts";
+
+export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 export interface AppDeps {
+  models: ModelResolver;
+  /** True once the serving model is loaded. */
   ready: () => boolean;
-  listModels: () => ModelInfo[];
+  /** Bearer keys required on /v1/*; empty or absent = open. */
+  apiKeys?: readonly string[];
+  /** Request body limit (413 above it). Default 4 MiB. */
+  maxBodyBytes?: number;
+  /** Per-request wall-clock limit handed to the engine. */
+  requestTimeoutMs?: number;
+  /** Default: a registry over `models`' engines. */
+  metrics?: ServerMetrics;
+  /** One structured line per request. Default: JSON on stdout. */
+  logRequest?: (line: RequestLogLine) => void;
+  systemFingerprint?: string;
 }
 
-export function buildApp(deps: AppDeps): Hono {
-  const app = new Hono();
-  app.route("/", healthRoutes(deps));
-  app.route("/", modelsRoutes(deps));
-  app.notFound((c) => openAIError(c, 404, `Unknown route ${c.req.method} ${c.req.path}`, "invalid_request_error"));
+export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
+  const metrics = deps.metrics ??
+    new ServerMetrics(() => deps.models.list().map((m) => ({ model: m.id, stats: () => m.engine.stats() })));
+  const log = deps.logRequest ?? ((line: RequestLogLine) => console.log(JSON.stringify(line)));
+  const maxBodyBytes = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+
+  const app = new OpenAPIHono<AppEnv>({
+    // zod failures become a 400 naming the parameter.
+    defaultHook: (result) => {
+      if (!result.success) throw fromZodError(result.error);
+    },
+  });
+  app.use("*", requestLog(metrics, log));
+  app.use(
+    "*",
+    methodNotAllowed({
+      app,
+      onMethodNotAllowed: (c, methods) =>
+        c.json(
+          new ApiError(
+            405,
+            `Method ${c.req.method} is not allowed on ${c.req.path}`,
+            "invalid_request_error",
+            null,
+            "method_not_allowed",
+          ).body,
+          405,
+          { Allow: methods.join(", ") },
+        ),
+    }),
+  );
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: () => {
+        throw new ApiError(
+          413,
+          `Request body is larger than ${maxBodyBytes} bytes`,
+          "invalid_request_error",
+          null,
+          "request_too_large",
+        );
+      },
+    }),
+  );
+  if (deps.apiKeys && deps.apiKeys.length > 0) app.use("/v1/*", bearerKeyAuth(deps.apiKeys));
+
+  const ctx = {
+    models: deps.models,
+    requestTimeoutMs: deps.requestTimeoutMs,
+    systemFingerprint: deps.systemFingerprint ?? "fp_scalora",
+    timing: (model: string) => metrics.timing(model),
+  };
+  app.route("/", healthRoutes({ ready: deps.ready, metrics }));
+  app.route("/", modelsRoutes(deps.models));
+  app.route("/", completionRoutes(ctx));
+  app.route("/", chatRoutes(ctx));
+  app.route("/", docsRoutes());
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", { type: "http", scheme: "bearer" });
+  app.doc("/openapi.json", {
+    openapi: "3.0.0",
+    info: {
+      title: "ScaLoRA Server",
+      version: "1.0.0",
+      description: "OpenAI-compatible inference API (models, completions, chat completions) plus ops endpoints.",
+    },
+  });
+
+  app.notFound((c) =>
+    errorResponse(
+      c,
+      new ApiError(404, `Unknown route ${c.req.method} ${c.req.path}`, "invalid_request_error", null, "not_found"),
+    )
+  );
   app.onError((err, c) => {
-    console.error(err);
-    return openAIError(c, 500, "Internal server error", "server_error");
+    // The client went away mid-request: nobody reads this answer; 499 as nginx logs it.
+    if (c.req.raw.signal.aborted && !(err instanceof ApiError)) {
+      return errorResponse(c, new ApiError(499 as ContentfulStatusCode, "Client closed request"));
+    }
+    const api = toApiError(err);
+    if (api.status === 500) console.error(err);
+    return errorResponse(c, api);
   });
   return app;
 }

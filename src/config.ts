@@ -15,6 +15,8 @@ const ConfigSchema = z.object({
   DTYPE: z.enum(["auto", "fp32", "fp16", "bf16"]).default("auto"),
   DATABASE_URL: z.string().min(1).optional(),
   API_KEYS: z.string().optional(),
+  MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(4 * 1024 * 1024),
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
 });
 
 export interface Config {
@@ -26,6 +28,10 @@ export interface Config {
   dtype: "auto" | "fp32" | "fp16" | "bf16";
   databaseUrl: string | null;
   apiKeys: string[];
+  /** Request bodies above this get a 413. */
+  maxBodyBytes: number;
+  /** Per-request wall-clock limit (queueing included); null = none. */
+  requestTimeoutMs: number | null;
 }
 
 export class ConfigError extends Error {
@@ -50,5 +56,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     dtype: c.DTYPE,
     databaseUrl: c.DATABASE_URL ?? null,
     apiKeys: (c.API_KEYS ?? "").split(",").map((k) => k.trim()).filter((k) => k.length > 0),
+    maxBodyBytes: c.MAX_BODY_BYTES,
+    requestTimeoutMs: c.REQUEST_TIMEOUT_MS ?? null,
   };
 }

@@ -5,9 +5,10 @@
  */
 import type { Tokenizer } from "../model/tokenizer.ts";
 import type { CausalLM, KvCache } from "./causal_lm.ts";
-import { IncrementalDetokenizer } from "./detokenizer.ts";
-import { Rng, sampleToken, type SamplingParams, type TokenHistory } from "./sampler.ts";
-import { StopMatcher } from "./stop_matcher.ts";
+import type { SamplingParams } from "./sampler.ts";
+import { type FinishReason, SequenceDecoder } from "./sequence.ts";
+
+export type { FinishReason };
 
 export interface GenerateOptions {
   maxTokens: number;
@@ -21,8 +22,6 @@ export interface GenerateOptions {
   /** Called with each sampled token id (stop tokens included), as soon as it is chosen. */
   onToken?: (id: number) => void;
 }
-
-export type FinishReason = "stop" | "length";
 
 export interface GenerateResult {
   text: string;
@@ -52,11 +51,12 @@ export async function generate(
     throw new GenerationError(`the prompt has ${promptIds.length} tokens; the model's context is ${context}`);
   }
   const maxTokens = Math.min(opts.maxTokens, context - promptIds.length);
-  const stopIds = new Set(opts.stopTokenIds ?? tokenizer.eosTokenIds);
-  const rng = new Rng(opts.sampling.seed ?? Math.floor(Math.random() * 2 ** 48));
-  const history: TokenHistory = { counts: new Map() };
-  const detok = new IncrementalDetokenizer((ids) => tokenizer.decode(ids, { skipSpecialTokens: true }));
-  const stops = new StopMatcher(opts.stop ?? []);
+  const seq = new SequenceDecoder((ids) => tokenizer.decode(ids, { skipSpecialTokens: true }), {
+    maxTokens,
+    sampling: opts.sampling,
+    stopTokenIds: opts.stopTokenIds ?? tokenizer.eosTokenIds,
+    stop: opts.stop ?? [],
+  });
   const vocab = lm.config.vocabSize;
 
   let text = "";
@@ -65,37 +65,22 @@ export async function generate(
     text += delta;
     opts.onText?.(delta);
   };
-  const tokenIds: number[] = [];
-  let finishReason: FinishReason = "length";
-  let stoppedByString = false;
   let step = await lm.forward({ inputIds: [promptIds] });
   let cache: KvCache = step.present;
-  while (tokenIds.length < maxTokens) {
-    const next = sampleToken(lastRow(step.logits, vocab), opts.sampling, rng, history);
-    opts.onToken?.(next);
-    if (stopIds.has(next)) {
-      finishReason = "stop";
-      break;
-    }
-    tokenIds.push(next);
-    history.counts.set(next, (history.counts.get(next) ?? 0) + 1);
-    const piece = stops.push(detok.push(next));
-    emit(piece.emit);
-    if (piece.stopped) {
-      finishReason = "stop";
-      stoppedByString = true;
-      break;
-    }
-    if (tokenIds.length >= maxTokens) break;
-    step = await lm.forward({ inputIds: [[next]], past: cache });
+  while (!seq.finished) {
+    const next = seq.step(lastRow(step.logits, vocab));
+    opts.onToken?.(next.id);
+    emit(next.text);
+    if (seq.finished) break;
+    step = await lm.forward({ inputIds: [[next.id]], past: cache });
     cache = step.present;
   }
-  if (!stoppedByString) {
-    // Text held back for an incomplete character or a partial stop match.
-    const tail = stops.push(detok.flush());
-    emit(tail.emit);
-    if (tail.stopped) finishReason = "stop";
-    else emit(stops.flush());
-  }
-  return { text, tokenIds, finishReason, promptTokens: promptIds.length, completionTokens: tokenIds.length };
+  emit(seq.finish());
+  return {
+    text,
+    tokenIds: seq.tokenIds,
+    finishReason: seq.finishReason,
+    promptTokens: promptIds.length,
+    completionTokens: seq.tokenIds.length,
+  };
 }

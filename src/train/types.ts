@@ -50,8 +50,30 @@ export interface StepResult {
 export interface WeightState {
   /** W_name ← W_name + U Vᵀ with U (m x k), V (n x k), row-major. */
   mergeLowRank(name: string, U: Float32Array, V: Float32Array, k: number): Promise<void>;
+  /** Several merges at once (one kernel run where the state can batch them). */
+  mergeLowRankMany(merges: readonly LowRankMerge[]): Promise<void>;
   /** The current dense W (m x n) of a layer (for probes, exports, checkpoints). */
   dense(name: string): Promise<Float32Array>;
+  /** The exact held state, for checkpoints: restoring it makes a resumed run bit-identical. */
+  snapshot(): Promise<WeightSnapshot>;
+  restore(snapshot: WeightSnapshot): Promise<void>;
+}
+
+/** W_name ← W_name + scale · U diag(c) Vᵀ; U (m x k), V (n x k) row-major, c (k) default ones, scale default 1. */
+export interface LowRankMerge {
+  name: string;
+  U: Float32Array;
+  V: Float32Array;
+  k: number;
+  c?: Float32Array;
+  scale?: number;
+}
+
+/** A weight state's tensors by name (row-major float32) plus what it needs to read them back. */
+export interface WeightSnapshot {
+  /** Which WeightState wrote it ("input" | "baked"); restore() rejects another kind. */
+  kind: string;
+  tensors: Map<string, { shape: number[]; data: Float32Array }>;
 }
 
 /** A problem the trainer can optimise. */
@@ -63,4 +85,19 @@ export interface TrainingModel<Batch> {
   /** Forward only (validation loss). */
   evaluate(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<Omit<StepResult, "grads">>;
   release(): Promise<void>;
+}
+
+/** Where a data source stands: enough to resume the same batch order. */
+export interface DataPosition {
+  epoch: number;
+  /** Batches already taken in this epoch. */
+  index: number;
+}
+
+/** A deterministic, resumable stream of batches. */
+export interface BatchSource<Batch> {
+  /** The batch at the current position; advances it. */
+  next(): Batch;
+  position(): DataPosition;
+  seek(position: DataPosition): void;
 }

@@ -1,0 +1,131 @@
+/**
+ * The optimizer update of all adapter tensors in one run: optional ScaLoRA
+ * rescale (ColumnScale of the parameter, MomentTransform of its gradient and
+ * moments), then AdamWStep. Results are copied back into the caller's
+ * buffers, so the trainer's arrays keep their identity.
+ */
+import { GraphBuilder } from "../src/onnx/builder.ts";
+import type { Value } from "../src/onnx/ir.ts";
+import { ort } from "../src/runtime/ort.ts";
+import type { GraphSessionOptions } from "../src/train/graph_session.ts";
+import { adamwStepFn, columnScaleFn, momentTransformFn, SCALORA_DOMAIN } from "./functions.ts";
+import { KernelError, KernelSessions } from "./kernel_sessions.ts";
+
+/** One parameter tensor (rows x cols, row-major) with its gradient and Adam moments. */
+export interface AdamWTensor {
+  rows: number;
+  cols: number;
+  p: Float32Array;
+  g: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  /** Column scale of the parameter (ScaLoRA: α for A, β for B); default ones. */
+  paramScale?: Float32Array;
+  /** Column scale of gradient and first moment, squared for the second (β for A, α for B); default ones. */
+  momentScale?: Float32Array;
+}
+
+export interface AdamWHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step count for bias correction. */
+  step: number;
+  /** Multiplies every gradient first (global-norm clipping, accumulation averaging). */
+  gradScale: number;
+}
+
+const SCALARS = ["lr", "beta1", "beta2", "eps", "weight_decay", "step", "grad_scale"] as const;
+
+export class AdamWKernel {
+  readonly #sessions: KernelSessions;
+  readonly #ones = new Map<number, Float32Array>();
+
+  constructor(options: GraphSessionOptions) {
+    this.#sessions = new KernelSessions(options);
+  }
+
+  /** Updates each tensor's p, m, v in place. */
+  async run(tensors: readonly AdamWTensor[], hp: AdamWHyper): Promise<void> {
+    if (tensors.length === 0) return;
+    if (!(hp.step >= 1)) throw new KernelError(`AdamW: step must be >= 1, got ${hp.step}`);
+    const key = tensors.map((t) => `${t.rows}x${t.cols}`).join(",");
+    const session = await this.#sessions.get(key, () => buildModel(tensors));
+    const scalar = (x: number) => new ort.Tensor("float32", Float32Array.of(x), []);
+    const feeds: Record<string, ort.Tensor> = {
+      lr: scalar(hp.lr),
+      beta1: scalar(hp.beta1),
+      beta2: scalar(hp.beta2),
+      eps: scalar(hp.eps),
+      weight_decay: scalar(hp.weightDecay),
+      step: scalar(hp.step),
+      grad_scale: scalar(hp.gradScale),
+    };
+    tensors.forEach((t, i) => {
+      const n = t.rows * t.cols;
+      if (t.p.length !== n || t.g.length !== n || t.m.length !== n || t.v.length !== n) {
+        throw new KernelError(`AdamW: tensor ${i} buffers do not match ${t.rows}x${t.cols}`);
+      }
+      const dims = [t.rows, t.cols];
+      feeds[`p.${i}`] = new ort.Tensor("float32", t.p, dims);
+      feeds[`g.${i}`] = new ort.Tensor("float32", t.g, dims);
+      feeds[`m.${i}`] = new ort.Tensor("float32", t.m, dims);
+      feeds[`v.${i}`] = new ort.Tensor("float32", t.v, dims);
+      feeds[`dp.${i}`] = new ort.Tensor("float32", this.#scale(t.paramScale, t.cols), [t.cols]);
+      feeds[`dg.${i}`] = new ort.Tensor("float32", this.#scale(t.momentScale, t.cols), [t.cols]);
+    });
+    const out = await session.run(feeds);
+    tensors.forEach((t, i) => {
+      t.p.set(out[`p_out.${i}`].data as Float32Array);
+      t.m.set(out[`m_out.${i}`].data as Float32Array);
+      t.v.set(out[`v_out.${i}`].data as Float32Array);
+    });
+  }
+
+  #scale(d: Float32Array | undefined, cols: number): Float32Array {
+    if (d) {
+      if (d.length !== cols) throw new KernelError(`AdamW: column scale has ${d.length} entries, expected ${cols}`);
+      return d;
+    }
+    let ones = this.#ones.get(cols);
+    if (!ones) this.#ones.set(cols, ones = new Float32Array(cols).fill(1));
+    return ones;
+  }
+
+  release(): Promise<void> {
+    return this.#sessions.release();
+  }
+}
+
+function buildModel(tensors: readonly AdamWTensor[]) {
+  const g = new GraphBuilder("adamw");
+  for (const f of [columnScaleFn, momentTransformFn, adamwStepFn]) g.addFunction(f);
+  const s = Object.fromEntries(SCALARS.map((k) => [k, g.input(k, "float32", [])])) as Record<
+    typeof SCALARS[number],
+    Value
+  >;
+  tensors.forEach((t, i) => {
+    const dims = [t.rows, t.cols];
+    const type = { dtype: "float32" as const, shape: dims };
+    const p = g.input(`p.${i}`, "float32", dims);
+    const grad = g.input(`g.${i}`, "float32", dims);
+    const m = g.input(`m.${i}`, "float32", dims);
+    const v = g.input(`v.${i}`, "float32", dims);
+    const dp = g.input(`dp.${i}`, "float32", [t.cols]);
+    const dg = g.input(`dg.${i}`, "float32", [t.cols]);
+    const call = (op: string, ins: Value[], n: number, names?: string[]) =>
+      g.op(op, ins, {}, { domain: SCALORA_DOMAIN, types: Array(n).fill(type), names });
+    const [ps] = call("ColumnScale", [p, dp], 1);
+    const [gt, mt, vt] = call("MomentTransform", [g.mul(grad, s.grad_scale), m, v, dg], 3);
+    const outs = call(
+      "AdamWStep",
+      [ps, gt, mt, vt, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.step],
+      3,
+      [`p_out.${i}`, `m_out.${i}`, `v_out.${i}`],
+    );
+    for (const o of outs) g.output(o);
+  });
+  return g.build();
+}

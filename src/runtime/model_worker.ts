@@ -1,0 +1,152 @@
+/**
+ * Worker entry point: owns the onnxruntime session and the KV caches of live
+ * sequences, and runs the step commands of worker_protocol.ts.
+ *
+ * Why a worker: onnxruntime-node's `session.run()` executes synchronously on
+ * the calling JS thread (its promise wrapper only defers it to setImmediate),
+ * so on the main thread every step would freeze HTTP handling for its whole
+ * duration. Messages are handled strictly one at a time, in arrival order, so
+ * a `drop` sent between steps is seen before the next step.
+ */
+/// <reference lib="deno.worker" />
+import { CausalLM } from "../serve/causal_lm.ts";
+import { KvStore, SequenceStateError } from "./kv_store.ts";
+import { createSession } from "./session.ts";
+import type {
+  DecodeResult,
+  OpResults,
+  PrefillResult,
+  WorkerErrorInfo,
+  WorkerOp,
+  WorkerReply,
+  WorkerRequest,
+} from "./worker_protocol.ts";
+
+class RequestError extends Error {
+  constructor(readonly info: WorkerErrorInfo) {
+    super(info.message);
+  }
+}
+
+let lm: CausalLM | null = null;
+const store = new KvStore();
+
+function loaded(): CausalLM {
+  if (!lm) throw new RequestError({ kind: "NotLoaded", message: "no model is loaded" });
+  return lm;
+}
+
+/** A standalone copy when `a` is a view, so transferring it does not ship (or detach) a bigger buffer. */
+function own(a: Float32Array): Float32Array {
+  return a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : a.slice();
+}
+
+async function runStep<T>(what: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof RequestError) throw e;
+    if (e instanceof SequenceStateError) throw new RequestError({ kind: "BadRequest", message: e.message });
+    throw new RequestError({ kind: "RunFailed", message: `${what}: ${e instanceof Error ? e.message : String(e)}` });
+  }
+}
+
+async function prefill(seq: number, tokens: number[], allLogits: boolean): Promise<PrefillResult> {
+  const model = loaded();
+  if (store.has(seq)) throw new RequestError({ kind: "BadRequest", message: `sequence ${seq} already exists` });
+  if (tokens.length === 0) throw new RequestError({ kind: "BadRequest", message: "empty prompt" });
+  const t0 = performance.now();
+  const out = await runStep("prefill", () => model.forward({ inputIds: [tokens] }));
+  store.addSolo(seq, out.present);
+  const vocab = model.config.vocabSize;
+  return {
+    logits: out.logits.slice(out.logits.length - vocab),
+    allLogits: allLogits ? own(out.logits) : null,
+    ms: performance.now() - t0,
+  };
+}
+
+async function decode(seqs: number[], tokens: number[]): Promise<DecodeResult> {
+  const model = loaded();
+  if (seqs.length !== tokens.length) {
+    throw new RequestError({ kind: "BadRequest", message: "decode needs one token per sequence" });
+  }
+  const t0 = performance.now();
+  return await runStep("decode", async () => {
+    const { batch, repacked } = store.prepare(seqs);
+    const tokenOf = new Map(seqs.map((s, i) => [s, tokens[i]]));
+    const width = batch.width;
+    const out = await model.forward({
+      inputIds: batch.ids.map((id) => [tokenOf.get(id)!]),
+      attentionMask: batch.stepMask(),
+      positionIds: batch.stepPositions(),
+      past: batch.asCache(),
+    });
+    batch.advance(out.present);
+    return { logits: own(out.logits), rows: [...batch.ids], width, repacked, ms: performance.now() - t0 };
+  });
+}
+
+async function handle(req: WorkerRequest): Promise<{ result: OpResults[WorkerOp]; transfer: ArrayBuffer[] }> {
+  switch (req.op) {
+    case "load": {
+      if (lm) throw new RequestError({ kind: "BadRequest", message: "a model is already loaded" });
+      const t0 = performance.now();
+      try {
+        const session = await createSession(req.spec.modelPath, { device: req.spec.device, threads: req.spec.threads });
+        lm = new CausalLM(req.spec.config, session, req.spec.dtype);
+      } catch (e) {
+        throw new RequestError({ kind: "LoadFailed", message: e instanceof Error ? e.message : String(e) });
+      }
+      return { result: { ms: performance.now() - t0 }, transfer: [] };
+    }
+    case "prefill": {
+      const r = await prefill(req.seq, req.tokens, req.allLogits);
+      const transfer = [r.logits.buffer as ArrayBuffer];
+      if (r.allLogits) transfer.push(r.allLogits.buffer as ArrayBuffer);
+      return { result: r, transfer };
+    }
+    case "decode": {
+      const r = await decode(req.seqs, req.tokens);
+      return { result: r, transfer: [r.logits.buffer as ArrayBuffer] };
+    }
+    case "drop":
+      store.drop(req.seqs);
+      return { result: {}, transfer: [] };
+    case "close":
+      store.clear();
+      await lm?.release();
+      lm = null;
+      return { result: {}, transfer: [] };
+  }
+}
+
+function isRequest(x: unknown): x is WorkerRequest {
+  return typeof x === "object" && x !== null && typeof (x as { id?: unknown }).id === "number" &&
+    typeof (x as { op?: unknown }).op === "string";
+}
+
+let chain: Promise<void> = Promise.resolve();
+
+self.onmessage = (e: MessageEvent<unknown>) => {
+  const req = e.data;
+  chain = chain.then(async () => {
+    if (!isRequest(req)) {
+      const id = typeof (req as { id?: unknown })?.id === "number" ? (req as { id: number }).id : -1;
+      self.postMessage(
+        { id, ok: false, error: { kind: "BadRequest", message: "malformed message" } } satisfies WorkerReply,
+      );
+      return;
+    }
+    try {
+      const { result, transfer } = await handle(req);
+      self.postMessage({ id: req.id, ok: true, op: req.op, result } as WorkerReply, transfer);
+      if (req.op === "close") self.close();
+    } catch (err) {
+      const error: WorkerErrorInfo = err instanceof RequestError
+        ? err.info
+        : { kind: "RunFailed", message: err instanceof Error ? err.message : String(err) };
+      self.postMessage({ id: req.id, ok: false, error } satisfies WorkerReply);
+    }
+  });
+};

@@ -1,0 +1,88 @@
+/**
+ * Messages between the main thread (worker_client.ts) and the model worker
+ * (model_worker.ts). Requests carry an id; every request gets exactly one
+ * reply with the same id, either `ok: true` with the op's result or
+ * `ok: false` with a typed error. KV caches never cross the thread boundary:
+ * the worker keys them by sequence id; only token ids go in and logits come
+ * out (as transferable buffers).
+ */
+import type { ModelConfig } from "../model/config.ts";
+import type { ComputeDType } from "../model/decoder_graph.ts";
+import type { Device } from "./session.ts";
+
+/** What the worker needs to open a compiled serving model. */
+export interface LoadSpec {
+  /** The serving ONNX file (`servingModelPath(compiledDir, dtype)`). */
+  modelPath: string;
+  config: ModelConfig;
+  dtype: ComputeDType;
+  device: Device;
+  /** Intra-op threads; default: onnxruntime's choice (all cores). */
+  threads?: number;
+}
+
+export type WorkerRequest =
+  | { id: number; op: "load"; spec: LoadSpec }
+  /** Runs a new sequence's prompt and keeps its KV cache under `seq`. */
+  | { id: number; op: "prefill"; seq: number; tokens: number[]; allLogits: boolean }
+  /** One batched step: `tokens[i]` is the next input token of `seqs[i]`. */
+  | { id: number; op: "decode"; seqs: number[]; tokens: number[] }
+  /** Frees the caches of these sequences; unknown ids are ignored (idempotent). */
+  | { id: number; op: "drop"; seqs: number[] }
+  | { id: number; op: "close" };
+
+export type WorkerOp = WorkerRequest["op"];
+
+export interface PrefillResult {
+  /** Logits of the last prompt position [vocab]. */
+  logits: Float32Array;
+  /** Logits of every prompt position [promptLength × vocab], only when asked for. */
+  allLogits: Float32Array | null;
+  ms: number;
+}
+
+export interface DecodeResult {
+  /** [seqs.length × vocab]: row i belongs to sequence `rows[i]`. */
+  logits: Float32Array;
+  /** The step's sequences in the worker's batch order (saves re-ordering big logits). */
+  rows: number[];
+  /** Cache width (past length) the step ran over, padding included. */
+  width: number;
+  /** Whether the batch cache had to be re-packed (membership change or compaction). */
+  repacked: boolean;
+  ms: number;
+}
+
+export interface LoadResult {
+  /** Inference session load time. */
+  ms: number;
+}
+
+export interface OpResults {
+  load: LoadResult;
+  prefill: PrefillResult;
+  decode: DecodeResult;
+  drop: Record<string, never>;
+  close: Record<string, never>;
+}
+
+export type WorkerErrorKind =
+  /** A message the worker cannot act on (malformed, unknown or duplicate sequence). */
+  | "BadRequest"
+  /** A step command before a successful load. */
+  | "NotLoaded"
+  /** The session could not be created. */
+  | "LoadFailed"
+  /** onnxruntime failed while running a step. */
+  | "RunFailed"
+  /** The worker died or was closed; no reply will ever come. */
+  | "WorkerGone";
+
+export interface WorkerErrorInfo {
+  kind: WorkerErrorKind;
+  message: string;
+}
+
+export type WorkerReply =
+  | { [Op in WorkerOp]: { id: number; ok: true; op: Op; result: OpResults[Op] } }[WorkerOp]
+  | { id: number; ok: false; error: WorkerErrorInfo };

@@ -1,0 +1,466 @@
+/**
+ * Continuous batching over a step runner (the model worker): one loop that,
+ * between decode steps, admits queued requests (prefill each, up to a token
+ * budget per iteration so a burst of long prompts cannot stall the running
+ * sequences for long), then runs ONE batched decode step for every active
+ * sequence. Finished, aborted and timed-out sequences leave between steps and
+ * their caches are dropped in the worker. Sampling, detokenization and stop
+ * matching run here, per sequence (`SequenceDecoder`, shared with
+ * generate.ts), on the raw logits rows the worker returns.
+ *
+ * Admission is bounded: at most `maxBatchSize` active sequences and
+ * `maxQueued` waiting ones; beyond that `generate` throws QueueFullError at
+ * once, which the HTTP layer turns into 429/503.
+ */
+import type { Tokenizer } from "../model/tokenizer.ts";
+import type { DecodeResult, PrefillResult } from "../runtime/worker_protocol.ts";
+import { ModelWorkerError } from "../runtime/worker_client.ts";
+import {
+  type DoneEvent,
+  type EngineStats,
+  type GenerationEngine,
+  type GenerationEvent,
+  type GenerationRequest,
+  QueueFullError,
+  RequestTimeoutError,
+  type TokenEvent,
+} from "./engine_types.ts";
+import { EventChannel } from "./event_channel.ts";
+import { type ScoredToken, TokenRenderer } from "./logprobs.ts";
+import { checkRequest } from "./request_checks.ts";
+import { type FinishReason, SequenceDecoder, type SequenceStep } from "./sequence.ts";
+
+/** What the scheduler needs from the model worker (ModelWorker implements it). */
+export interface StepRunner {
+  prefill(seq: number, tokens: number[], allLogits: boolean): Promise<PrefillResult>;
+  decode(seqs: number[], tokens: number[]): Promise<DecodeResult>;
+  drop(seqs: number[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The engine is closing or closed: a QueueFullError, so the HTTP layer answers 503. */
+export class EngineClosedError extends QueueFullError {
+  override name = "EngineClosedError";
+}
+
+/** The model worker failed a step; the affected sequences end with this error. */
+export class EngineError extends Error {
+  override name = "EngineError";
+}
+
+export interface SchedulerOptions {
+  /** Most sequences decoding together. Default 32. */
+  maxBatchSize?: number;
+  /** Most requests waiting for a slot. Default 4 × maxBatchSize. */
+  maxQueued?: number;
+  /** Prompt tokens prefilled between two decode steps (at least one prompt is always admitted). Default 2048. */
+  prefillTokensPerStep?: number;
+  /** Timeout for requests that set none; default: none. */
+  defaultTimeoutMs?: number;
+  observer?: EngineObserver;
+}
+
+export type RequestOutcome = FinishReason | "aborted" | "timeout" | "error";
+
+/** Per-request timing, reported once when the request ends (however it ends). */
+export interface RequestMetrics {
+  promptTokens: number;
+  completionTokens: number;
+  /** Accepted → prefill started (null: never left the queue). */
+  queueMs: number | null;
+  /** Accepted → first token event (null: none was produced). */
+  timeToFirstTokenMs: number | null;
+  /** Gaps between consecutive token events. */
+  interTokenMs: number[];
+  totalMs: number;
+  outcome: RequestOutcome;
+}
+
+/** Per worker step. */
+export interface StepMetrics {
+  kind: "prefill" | "decode";
+  /** Sequences in the step (1 for a prefill). */
+  batchSize: number;
+  /** Tokens run through the model: the prompt length, or one per sequence. */
+  tokens: number;
+  /** Compute time in the worker. */
+  ms: number;
+  /** Decode: padded cache width attended over. */
+  width?: number;
+  /** Decode: whether the batch cache was re-packed first. */
+  repacked?: boolean;
+}
+
+/** Metrics hooks; exceptions thrown by them are ignored. */
+export interface EngineObserver {
+  onStep?(m: StepMetrics): void;
+  onRequestEnd?(m: RequestMetrics): void;
+}
+
+export interface BatchEngineStats extends EngineStats {
+  requestsTotal: number;
+  promptTokensTotal: number;
+  completionTokensTotal: number;
+  decodeSteps: number;
+}
+
+/** The model facts the scheduler needs. */
+export interface ScheduledModel {
+  modelId: string;
+  contextLength: number;
+  vocabSize: number;
+  tokenizer: Tokenizer;
+}
+
+interface Sequence {
+  id: number;
+  req: GenerationRequest;
+  decoder: SequenceDecoder;
+  channel: EventChannel<GenerationEvent>;
+  state: "queued" | "active" | "done";
+  /** Set when an active sequence must leave at the next step boundary. */
+  cancelled: RequestOutcome | null;
+  /** The prefill was sent: the worker holds (or will hold) a cache to drop. */
+  inWorker: boolean;
+  lastToken: number;
+  promptLogprobs: (ScoredToken | null)[] | null;
+  acceptedAt: number;
+  prefillAt: number | null;
+  firstTokenAt: number | null;
+  lastTokenAt: number;
+  interTokenMs: number[];
+  cleanup: () => void;
+}
+
+export class BatchScheduler implements GenerationEngine {
+  readonly modelId: string;
+  readonly contextLength: number;
+  readonly tokenizer: Tokenizer;
+  readonly #runner: StepRunner;
+  readonly #vocab: number;
+  readonly #renderer: TokenRenderer;
+  readonly #maxBatch: number;
+  readonly #maxQueued: number;
+  readonly #prefillBudget: number;
+  readonly #defaultTimeoutMs: number | undefined;
+  readonly #observer: EngineObserver | undefined;
+  readonly #decode: (ids: number[]) => string;
+  readonly #queue: Sequence[] = [];
+  readonly #active = new Map<number, Sequence>();
+  #pendingDrops: number[] = [];
+  #nextId = 1;
+  #loop: Promise<void> = Promise.resolve();
+  #running = false;
+  #closing = false;
+  #closed: Promise<void> | null = null;
+  #broken: Error | null = null;
+  #lastBatchSize = 0;
+  readonly #counters = { requestsTotal: 0, promptTokensTotal: 0, completionTokensTotal: 0, decodeSteps: 0 };
+
+  constructor(runner: StepRunner, model: ScheduledModel, opts: SchedulerOptions = {}) {
+    this.#runner = runner;
+    this.modelId = model.modelId;
+    this.contextLength = model.contextLength;
+    this.tokenizer = model.tokenizer;
+    this.#vocab = model.vocabSize;
+    this.#renderer = new TokenRenderer(model.tokenizer);
+    this.#decode = (ids) => model.tokenizer.decode(ids, { skipSpecialTokens: true });
+    this.#maxBatch = positiveInt(opts.maxBatchSize ?? 32, "maxBatchSize");
+    this.#maxQueued = nonNegativeInt(opts.maxQueued ?? 4 * this.#maxBatch, "maxQueued");
+    this.#prefillBudget = positiveInt(opts.prefillTokensPerStep ?? 2048, "prefillTokensPerStep");
+    this.#defaultTimeoutMs = opts.defaultTimeoutMs;
+    this.#observer = opts.observer;
+  }
+
+  stats(): BatchEngineStats {
+    return {
+      queueDepth: this.#queue.length,
+      activeSequences: this.#active.size,
+      lastBatchSize: this.#lastBatchSize,
+      ...this.#counters,
+    };
+  }
+
+  generate(req: GenerationRequest): AsyncIterable<GenerationEvent> {
+    if (this.#closing) throw new EngineClosedError("the engine is shutting down");
+    if (this.#broken) throw new EngineClosedError(`the engine is unavailable: ${this.#broken.message}`);
+    const { maxTokens } = checkRequest(req, { contextLength: this.contextLength, vocabSize: this.#vocab });
+    if (this.#queue.length + this.#active.size >= this.#maxBatch + this.#maxQueued) {
+      throw new QueueFullError(
+        `the server is at capacity (${this.#active.size} running, ${this.#queue.length} queued); retry later`,
+      );
+    }
+    const now = performance.now();
+    const seq: Sequence = {
+      id: this.#nextId++,
+      req,
+      decoder: new SequenceDecoder(this.#decode, {
+        maxTokens,
+        sampling: req.sampling,
+        stopTokenIds: req.stopTokenIds ?? this.tokenizer.eosTokenIds,
+        stop: req.stop,
+        logprobs: req.logprobs,
+      }),
+      channel: new EventChannel<GenerationEvent>(() => this.#cancel(seq, "aborted", null)),
+      state: "queued",
+      cancelled: null,
+      inWorker: false,
+      lastToken: -1,
+      promptLogprobs: null,
+      acceptedAt: now,
+      prefillAt: null,
+      firstTokenAt: null,
+      lastTokenAt: now,
+      interTokenMs: [],
+      cleanup: () => {},
+    };
+    this.#counters.requestsTotal++;
+    const signal = req.signal;
+    if (signal?.aborted) {
+      seq.state = "done";
+      seq.channel.fail(abortReason(signal));
+      return seq.channel;
+    }
+    const timeoutMs = req.timeoutMs ?? this.#defaultTimeoutMs;
+    const timer = timeoutMs === undefined ? undefined : setTimeout(
+      () => this.#cancel(seq, "timeout", new RequestTimeoutError(`the request exceeded its ${timeoutMs} ms limit`)),
+      timeoutMs,
+    );
+    const onAbort = () => this.#cancel(seq, "aborted", abortReason(signal!));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    seq.cleanup = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    this.#queue.push(seq);
+    this.#kick();
+    return seq.channel;
+  }
+
+  /** Stops accepting requests, waits for the queued and running ones to finish, then closes the runner. */
+  close(): Promise<void> {
+    this.#closing = true;
+    this.#closed ??= (async () => {
+      while (this.#running) await this.#loop;
+      await this.#runner.close();
+    })();
+    return this.#closed;
+  }
+
+  #kick(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (this.#queue.length > 0 || this.#active.size > 0) {
+        try {
+          await this.#admit();
+          await this.#decodeStep();
+        } catch (e) {
+          // Only a bug lands here; fail everything rather than spin.
+          this.#failAll(e instanceof Error ? e : new Error(String(e)));
+        }
+      }
+      this.#flushDrops();
+    } finally {
+      // Synchronously with the last emptiness check: a request arriving after it starts a new loop.
+      this.#running = false;
+    }
+  }
+
+  async #admit(): Promise<void> {
+    let budget = this.#prefillBudget;
+    let admitted = 0;
+    while (this.#queue.length > 0 && this.#active.size < this.#maxBatch) {
+      const seq = this.#queue[0];
+      const len = seq.req.promptIds.length;
+      if (admitted > 0 && len > budget) break;
+      this.#queue.shift();
+      admitted++;
+      budget -= len;
+      seq.state = "active";
+      seq.prefillAt = performance.now();
+      seq.inWorker = true;
+      this.#active.set(seq.id, seq);
+      this.#flushDrops();
+      let r: PrefillResult;
+      try {
+        r = await this.#runner.prefill(seq.id, seq.req.promptIds, seq.req.promptLogprobs === true);
+      } catch (e) {
+        this.#onRunnerError(e, [seq]);
+        continue;
+      }
+      this.#counters.promptTokensTotal += len;
+      this.#notify("onStep", { kind: "prefill", batchSize: 1, tokens: len, ms: r.ms });
+      if (seq.cancelled) continue;
+      if (r.allLogits) {
+        seq.promptLogprobs = this.#renderer.prompt(seq.req.promptIds, r.allLogits, this.#vocab, seq.req.logprobs ?? 0);
+      }
+      if (seq.decoder.finished) this.#complete(seq); // maxTokens 0: prompt scoring only
+      else this.#consume(seq, r.logits);
+    }
+    this.#reap();
+  }
+
+  async #decodeStep(): Promise<void> {
+    this.#reap();
+    const batch = [...this.#active.values()];
+    if (batch.length === 0) return;
+    this.#flushDrops();
+    let r: DecodeResult;
+    try {
+      r = await this.#runner.decode(batch.map((s) => s.id), batch.map((s) => s.lastToken));
+    } catch (e) {
+      this.#onRunnerError(e, batch);
+      return;
+    }
+    this.#lastBatchSize = batch.length;
+    this.#counters.decodeSteps++;
+    this.#notify("onStep", {
+      kind: "decode",
+      batchSize: batch.length,
+      tokens: batch.length,
+      ms: r.ms,
+      width: r.width,
+      repacked: r.repacked,
+    });
+    const byId = new Map(batch.map((s) => [s.id, s]));
+    r.rows.forEach((id, i) => {
+      const seq = byId.get(id);
+      if (seq?.state === "active" && !seq.cancelled) {
+        this.#consume(seq, r.logits.subarray(i * this.#vocab, (i + 1) * this.#vocab));
+      }
+    });
+    this.#reap();
+  }
+
+  /** Samples the next token from a sequence's logits row and streams it. */
+  #consume(seq: Sequence, logits: Float32Array): void {
+    let step: SequenceStep;
+    try {
+      step = seq.decoder.step(logits);
+    } catch (e) {
+      this.#cancel(seq, "error", new EngineError(`sampling failed: ${e instanceof Error ? e.message : String(e)}`));
+      return;
+    }
+    if (!step.isStopToken) {
+      const event: TokenEvent = { type: "token", id: step.id, text: step.text };
+      if (step.logprob) event.logprob = this.#renderer.scored(step.id, step.logprob);
+      const now = performance.now();
+      if (seq.firstTokenAt === null) seq.firstTokenAt = now;
+      else seq.interTokenMs.push(now - seq.lastTokenAt);
+      seq.lastTokenAt = now;
+      this.#counters.completionTokensTotal++;
+      seq.channel.push(event);
+    }
+    if (seq.decoder.finished) this.#complete(seq);
+    else seq.lastToken = step.id;
+  }
+
+  #complete(seq: Sequence): void {
+    const text = seq.decoder.finish();
+    const done: DoneEvent = {
+      type: "done",
+      finishReason: seq.decoder.finishReason,
+      text,
+      promptTokens: seq.req.promptIds.length,
+      completionTokens: seq.decoder.tokenIds.length,
+    };
+    if (seq.promptLogprobs) done.promptLogprobs = seq.promptLogprobs;
+    seq.channel.push(done);
+    seq.channel.end();
+    this.#release(seq, done.finishReason);
+  }
+
+  /**
+   * Ends a sequence early. Its stream fails at once (`error` null: the
+   * consumer left); an active sequence leaves the batch at the next step
+   * boundary, a queued one leaves the queue now.
+   */
+  #cancel(seq: Sequence, outcome: RequestOutcome, error: Error | null): void {
+    if (seq.state === "done" || seq.cancelled) return;
+    if (error) seq.channel.fail(error);
+    else seq.channel.end();
+    if (seq.state === "queued") {
+      this.#queue.splice(this.#queue.indexOf(seq), 1);
+      this.#release(seq, outcome);
+    } else {
+      seq.cancelled = outcome;
+    }
+  }
+
+  /** Releases cancelled active sequences (between steps). */
+  #reap(): void {
+    for (const seq of [...this.#active.values()]) if (seq.cancelled) this.#release(seq, seq.cancelled);
+  }
+
+  #release(seq: Sequence, outcome: RequestOutcome): void {
+    if (seq.state === "done") return;
+    seq.state = "done";
+    seq.cleanup();
+    if (this.#active.delete(seq.id) && seq.inWorker) this.#pendingDrops.push(seq.id);
+    const now = performance.now();
+    this.#notify("onRequestEnd", {
+      promptTokens: seq.req.promptIds.length,
+      completionTokens: seq.decoder.tokenIds.length,
+      queueMs: seq.prefillAt === null ? null : seq.prefillAt - seq.acceptedAt,
+      timeToFirstTokenMs: seq.firstTokenAt === null ? null : seq.firstTokenAt - seq.acceptedAt,
+      interTokenMs: seq.interTokenMs,
+      totalMs: now - seq.acceptedAt,
+      outcome,
+    });
+  }
+
+  /**
+   * Sends pending drops without waiting: the worker handles messages in
+   * order, so they take effect before any later step.
+   */
+  #flushDrops(): void {
+    if (this.#pendingDrops.length === 0) return;
+    const ids = this.#pendingDrops;
+    this.#pendingDrops = [];
+    // A failed drop only leaks a cache in a worker that is failing anyway.
+    this.#runner.drop(ids).catch(() => {});
+  }
+
+  #onRunnerError(e: unknown, seqs: Sequence[]): void {
+    const message = e instanceof Error ? e.message : String(e);
+    if (e instanceof ModelWorkerError && e.kind === "WorkerGone") {
+      this.#broken = new EngineError(message);
+      this.#failAll(this.#broken);
+      return;
+    }
+    for (const seq of seqs) this.#cancel(seq, "error", new EngineError(`model step failed: ${message}`));
+    this.#reap();
+  }
+
+  #failAll(error: Error): void {
+    for (const seq of [...this.#queue, ...this.#active.values()]) this.#cancel(seq, "error", error);
+    this.#reap();
+  }
+
+  #notify<K extends keyof EngineObserver>(hook: K, m: Parameters<NonNullable<EngineObserver[K]>>[0]): void {
+    try {
+      (this.#observer?.[hook] as ((m: unknown) => void) | undefined)?.(m);
+    } catch {
+      // Metrics must never break serving.
+    }
+  }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new DOMException("the request was aborted", "AbortError");
+}
+
+function positiveInt(v: number, name: string): number {
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+function nonNegativeInt(v: number, name: string): number {
+  if (!Number.isInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
+  return v;
+}

@@ -1,0 +1,115 @@
+/**
+ * Opens the database behind the store and brings its schema up to date:
+ * PGlite in `DATA_DIR/db` by default, PostgreSQL (postgres.js) when a URL is
+ * given. Both run the same drizzle migrations from migrations/, and both are
+ * seen by the queries as one drizzle `PgDatabase` type.
+ */
+import { PGlite } from "@electric-sql/pglite";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import postgres from "postgres";
+import { lockDataDir } from "./data_dir_lock.ts";
+
+/** What every query module sees; a transaction (`PgTransaction`) is one too. */
+export type Db = PgDatabase<PgQueryResultHKT>;
+export type Backend = "pglite" | "postgres";
+
+export interface Database {
+  readonly db: Db;
+  readonly backend: Backend;
+  /** LISTEN on a channel; resolves once listening, to an unsubscribe function. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseConfig {
+  /** PGlite keeps its files in `<dataDir>/db`. */
+  dataDir: string;
+  /** PostgreSQL connection URL; null = embedded PGlite. */
+  databaseUrl: string | null;
+  /** postgres.js pool size (default 10). */
+  poolSize?: number;
+}
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL("../../migrations", import.meta.url));
+
+/** Key for the session-level advisory lock that serializes migrations across replicas. */
+const MIGRATION_LOCK_KEY = 0x5ca10a;
+
+export async function openDatabase(config: DatabaseConfig): Promise<Database> {
+  return config.databaseUrl === null
+    ? await openPglite(config.dataDir)
+    : await openPostgres(config.databaseUrl, config.poolSize ?? 10);
+}
+
+async function openPglite(dataDir: string): Promise<Database> {
+  await Deno.mkdir(dataDir, { recursive: true });
+  const lock = await lockDataDir(dataDir);
+  let client: PGlite | null = null;
+  try {
+    client = await PGlite.create(join(dataDir, "db"));
+    const db = drizzlePglite(client);
+    // The directory lock makes this the only migrator.
+    await migratePglite(db, { migrationsFolder: MIGRATIONS_DIR });
+    const open = client;
+    return {
+      db,
+      backend: "pglite",
+      listen: async (channel, onPayload) => {
+        const unlisten = await open.listen(channel, onPayload);
+        return () => unlisten();
+      },
+      close: async () => {
+        try {
+          await open.close();
+        } finally {
+          await lock.release();
+        }
+      },
+    };
+  } catch (e) {
+    await client?.close();
+    await lock.release();
+    throw e;
+  }
+}
+
+async function openPostgres(url: string, poolSize: number): Promise<Database> {
+  const quiet = { onnotice: () => {} };
+  await migratePostgresLocked(url, quiet);
+  const client = postgres(url, { max: poolSize, ...quiet });
+  return {
+    db: drizzlePostgres(client),
+    backend: "postgres",
+    listen: async (channel, onPayload) => {
+      // postgres.js keeps one dedicated connection for all LISTENs.
+      const sub = await client.listen(channel, onPayload);
+      return () => sub.unlisten();
+    },
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+/**
+ * Replicas starting together would race to apply the same migration; a
+ * session advisory lock on a one-connection client lets one apply, the rest
+ * then find nothing left to do.
+ */
+async function migratePostgresLocked(url: string, options: { onnotice: () => void }): Promise<void> {
+  const client = postgres(url, { max: 1, ...options });
+  try {
+    await client`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+    try {
+      await migratePostgres(drizzlePostgres(client), { migrationsFolder: MIGRATIONS_DIR });
+    } finally {
+      await client`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+    }
+  } finally {
+    await client.end({ timeout: 5 });
+  }
+}
