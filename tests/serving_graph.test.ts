@@ -31,6 +31,10 @@ for (const name of Object.keys(VARIANTS)) {
     assert.equal(out.logits.length, ref.length);
     const err = maxRelError(out.logits, ref);
     assert.ok(err < 1e-4, `relative error ${err}`);
+    // num_logits_to_keep = k returns exactly the last k rows.
+    const V = model.config.vocabSize;
+    const kept = await lm.forward({ inputIds: [tokens], numLogitsToKeep: 3 });
+    assert.deepEqual(kept.logits, out.logits.slice(out.logits.length - 3 * V));
     await lm.release();
   });
 }

@@ -8,7 +8,7 @@ import type { ComputeDType } from "./decoder_graph.ts";
 import { exportModelDirectory, servingModelPath, type WeightSource } from "./serving_graph.ts";
 
 /** Bump when the graph a checkpoint compiles to changes. */
-export const COMPILER_VERSION = 1;
+export const COMPILER_VERSION = 2;
 
 async function fileStamp(path: string): Promise<string> {
   const st = await Deno.stat(path);

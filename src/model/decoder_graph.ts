@@ -16,7 +16,11 @@ export type ComputeDType = "float32" | "float16" | "bfloat16";
 
 export interface DecoderOptions {
   dtype: ComputeDType;
-  /** Adds past_key_values.* inputs and present.* outputs. */
+  /**
+   * Serving form: past_key_values.* inputs, present.* outputs, and the
+   * `num_logits_to_keep` input (0 = logits at every position, k = the last k),
+   * which transformers.js sets to 1 while generating, as this engine does.
+   */
   kvCache: boolean;
   /** The graph value of an HF tensor (an initializer or an input). */
   weight: (name: string) => Value;
@@ -37,6 +41,7 @@ export interface DecoderGraph {
 export const IO_NAMES = {
   inputIds: "input_ids",
   attentionMask: "attention_mask",
+  numLogitsToKeep: "num_logits_to_keep",
   positionIds: "position_ids",
   logits: "logits",
   pastKey: (i: number) => `past_key_values.${i}.key`,
@@ -190,8 +195,27 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
       return g.add(afterAttn, linear(act, `${p}.mlp.down_proj`));
     });
   }
+  if (opts.kvCache) h = keepLastPositions(g, h);
   const normed = rmsNorm(h, "model.norm.weight");
   const head = config.tieWordEmbeddings ? "model.embed_tokens" : "lm_head";
   const logits = g.cast(g.linear(normed, w(`${head}.weight`)), "float32");
   return { inputIds, attentionMask, positionIds, logits, past, present };
+}
+
+/**
+ * Hidden states of the last `num_logits_to_keep` positions (all when it is 0):
+ * a prefill then pays the vocabulary projection once, not once per prompt token.
+ */
+function keepLastPositions(g: GraphBuilder, h: Value): Value {
+  const keep = g.input(IO_NAMES.numLogitsToKeep, "int64", []);
+  const zero = g.constant(0, "int64", []);
+  const seq = g.gather(g.shapeOf(h), g.constant(1, "int64", []));
+  const start = g.where(g.op1("Equal", [keep, zero]), zero, g.op1("Max", [g.sub(seq, keep), zero]));
+  const shape = h.shape ? [h.shape[0], "logits_length", ...h.shape.slice(2)] : null;
+  return g.op1(
+    "Slice",
+    [h, g.unsqueeze(start, [0]), g.constant([Number.MAX_SAFE_INTEGER]), g.constant([1])],
+    {},
+    { types: [{ dtype: h.dtype, shape }] },
+  );
 }

@@ -56,7 +56,7 @@ async function prefill(seq: number, tokens: number[], allLogits: boolean): Promi
   if (store.has(seq)) throw new RequestError({ kind: "BadRequest", message: `sequence ${seq} already exists` });
   if (tokens.length === 0) throw new RequestError({ kind: "BadRequest", message: "empty prompt" });
   const t0 = performance.now();
-  const out = await runStep("prefill", () => model.forward({ inputIds: [tokens] }));
+  const out = await runStep("prefill", () => model.forward({ inputIds: [tokens], numLogitsToKeep: allLogits ? 0 : 1 }));
   store.addSolo(seq, out.present);
   const vocab = model.config.vocabSize;
   return {

@@ -23,10 +23,12 @@ export interface ForwardInput {
   /** [batch][seq]; default past.length + i. */
   positionIds?: number[][];
   past?: KvCache | null;
+  /** Logits for the last k positions only; 0 (default) = every position. */
+  numLogitsToKeep?: number;
 }
 
 export interface ForwardOutput {
-  /** [batch, seq, vocab] row-major. */
+  /** [batch, kept positions, vocab] row-major (kept = seq unless numLogitsToKeep is set). */
   logits: Float32Array;
   present: KvCache;
 }
@@ -71,6 +73,7 @@ export class CausalLM {
       [IO_NAMES.inputIds]: int64Tensor(input.inputIds),
       [IO_NAMES.attentionMask]: int64Tensor(mask),
       [IO_NAMES.positionIds]: int64Tensor(positions),
+      [IO_NAMES.numLogitsToKeep]: new ort.Tensor("int64", BigInt64Array.of(BigInt(input.numLogitsToKeep ?? 0)), []),
     };
     past.layers.forEach((l, i) => {
       feeds[IO_NAMES.pastKey(i)] = l.key;

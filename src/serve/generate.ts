@@ -65,7 +65,7 @@ export async function generate(
     text += delta;
     opts.onText?.(delta);
   };
-  let step = await lm.forward({ inputIds: [promptIds] });
+  let step = await lm.forward({ inputIds: [promptIds], numLogitsToKeep: 1 });
   let cache: KvCache = step.present;
   while (!seq.finished) {
     const next = seq.step(lastRow(step.logits, vocab));

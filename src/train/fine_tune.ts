@@ -21,8 +21,8 @@ import type { LayerDelta } from "../registry/types.ts";
 import { type LmBatch, LmBatchSource, makeBatches } from "./batching.ts";
 import { type DatasetIssue, splitTrainValidation, type TokenizedExample, validateJsonl } from "./dataset.ts";
 import {
-  fingerprint,
   FineTuneCheckpointError,
+  fingerprint,
   listCheckpoints,
   pruneCheckpoints,
   readFineTuneState,
@@ -420,7 +420,6 @@ export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
         ...(finalValid ? { finalValidLoss: finalValid.loss } : {}),
         deltas: deltasOf(model.weights.view(), model.adapters, trainer.factors),
       };
-
     } finally {
       await trainer.release();
       await model.release();

@@ -72,7 +72,10 @@ export class MergeLog implements WeightState {
 
   async mergeLowRankMany(merges: readonly LowRankMerge[]): Promise<void> {
     // Copy now: the trainer rescales A and B in place right after merging.
-    const recorded = merges.filter((mg) => mg.k > 0).map((mg) => ({ name: mg.name, term: foldTerm(this.#log(mg), mg) }));
+    const recorded = merges.filter((mg) => mg.k > 0).map((mg) => ({
+      name: mg.name,
+      term: foldTerm(this.#log(mg), mg),
+    }));
     await this.inner.mergeLowRankMany(merges);
     for (const { name, term } of recorded) {
       const log = this.#layers.get(name)!;
