@@ -28,6 +28,8 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     facts: { type: "string", default: "512" },
+    "key-len": { type: "string", default: "4" },
+    "value-len": { type: "string", default: "4" },
     rank: { type: "string", default: "4" },
     alpha: { type: "string", default: "8" },
     lr: { type: "string", default: "1e-2" },
@@ -41,6 +43,7 @@ const { values } = parseArgs({
     out: { type: "string", default: "bench/results" },
   },
 });
+const keyLen = Number(values["key-len"]), valueLen = Number(values["value-len"]);
 const nFacts = Number(values.facts), rank = Number(values.rank), alpha = Number(values.alpha);
 const lr = Number(values.lr), epochs = Number(values.epochs), batchSize = Number(values["batch-size"]);
 const evalEvery = Number(values["eval-every"]), seed = Number(values.seed), threads = Number(values.threads);
@@ -65,13 +68,13 @@ try {
 /** N distinct random keys, each with a random value (the facts do not depend on --seed: same task). */
 function factsJsonl(n: number): string {
   const rng = new Rng(12345, "bench/train/facts");
-  const word = () => Array.from({ length: 4 }, () => String.fromCharCode(97 + rng.nextInt(26))).join("");
+  const word = (len: number) => Array.from({ length: len }, () => String.fromCharCode(97 + rng.nextInt(26))).join("");
   const seen = new Set<string>(), lines: string[] = [];
   while (lines.length < n) {
-    const key = word();
+    const key = word(keyLen);
     if (seen.has(key)) continue;
     seen.add(key);
-    lines.push(JSON.stringify({ prompt: `k:${key}=`, completion: word() }));
+    lines.push(JSON.stringify({ prompt: `k:${key}=`, completion: word(valueLen) }));
   }
   return lines.join("\n") + "\n";
 }
@@ -150,7 +153,7 @@ const reach = (r: RunResult) => {
 };
 const json: Record<string, unknown> = {
   bench: "train",
-  task: { facts: nFacts, key_letters: 4, value_letters: 4, format: "prompt/completion" },
+  task: { facts: nFacts, key_letters: keyLen, value_letters: valueLen, format: "prompt/completion" },
   model: "tiny preset (llama, 2 layers, hidden 64, intermediate 128, bytes tokenizer), random init",
   config: {
     rank,

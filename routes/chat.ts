@@ -44,7 +44,7 @@ export function chatRoutes(ctx: GenerationContext): OpenAPIHono<AppEnv> {
   app.openapi(route, async (c) => {
     const body = c.req.valid("json");
     checkChatSupported(body);
-    const model = ctx.models.resolve(body.model);
+    const model = await ctx.models.resolve(body.model);
     if (!model) throw modelNotFound(body.model);
     c.var.record.model = model.id;
     const ids = model.tokenizer.encodeChat(toTemplateMessages(body.messages), { addGenerationPrompt: true });

@@ -63,7 +63,7 @@ export function completionRoutes(ctx: GenerationContext): OpenAPIHono<AppEnv> {
   app.openapi(route, async (c) => {
     const body = c.req.valid("json");
     checkCompletionSupported(body);
-    const model = ctx.models.resolve(body.model);
+    const model = await ctx.models.resolve(body.model);
     if (!model) throw modelNotFound(body.model);
     c.var.record.model = model.id;
     const prompts = parsePrompts(body.prompt, model.tokenizer);

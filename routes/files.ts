@@ -15,12 +15,12 @@ import { multipartBoundary, readMultipart } from "./multipart.ts";
 import { errorResponses } from "./openapi_common.ts";
 import { ErrorSchema } from "./schemas.ts";
 import { storeApiError } from "./store_errors.ts";
+import { DEFAULT_MAX_UPLOAD_BYTES } from "../src/config.ts";
 import type { FilePurpose, FileRecord } from "../src/store/file_queries.ts";
 import type { FileService, StagedUpload } from "../src/store/file_service.ts";
 import { FILE_PURPOSES } from "../src/store/schema.ts";
 
 /** OpenAI's own per-file cap. */
-export const DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024;
 /** Room for the multipart framing and small fields on top of the file itself. */
 const MULTIPART_OVERHEAD_BYTES = 1024 * 1024;
 const MAX_FIELD_BYTES = 4096;

@@ -7,24 +7,35 @@
 import type { Tokenizer } from "../src/model/tokenizer.ts";
 import type { GenerationEngine } from "../src/serve/engine_types.ts";
 
-export interface ServedModel {
+/** What GET /v1/models lists: every servable id, loaded or not. */
+export interface ModelInfo {
   /** The id clients send as `model`. */
   id: string;
   /** Unix seconds, as in OpenAI's model object. */
   created: number;
   ownedBy: string;
+}
+
+export interface ServedModel extends ModelInfo {
   engine: GenerationEngine;
   tokenizer: Tokenizer;
 }
 
 export interface ModelResolver {
-  resolve(id: string): ServedModel | null;
-  /** Everything `resolve` knows, for GET /v1/models and metrics. */
-  list(): ServedModel[];
+  /** The engine serving `id`, loading it on demand; null when the id is unknown (404). */
+  resolve(id: string): Promise<ServedModel | null>;
+  /** Every servable id: base models, versions, checkpoints, aliases. */
+  list(): ModelInfo[];
+  /** Engines currently loaded (metrics). */
+  loaded(): ServedModel[];
 }
 
-/** A fixed set of models (what main.ts serves until versions exist). */
+/** A fixed set of loaded models (tests, benchmarks). */
 export function staticResolver(models: ServedModel[]): ModelResolver {
   const byId = new Map(models.map((m) => [m.id, m]));
-  return { resolve: (id) => byId.get(id) ?? null, list: () => [...byId.values()] };
+  return {
+    resolve: (id) => Promise.resolve(byId.get(id) ?? null),
+    list: () => [...byId.values()],
+    loaded: () => [...byId.values()],
+  };
 }

@@ -2,11 +2,11 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
 import { modelNotFound } from "./errors.ts";
-import type { ModelResolver, ServedModel } from "./model_resolver.ts";
+import type { ModelInfo, ModelResolver } from "./model_resolver.ts";
 import { errorResponses } from "./openapi_common.ts";
 import { ModelListSchema, ModelSchema } from "./schemas.ts";
 
-function modelObject(m: ServedModel): z.infer<typeof ModelSchema> {
+function modelObject(m: ModelInfo): z.infer<typeof ModelSchema> {
   return { id: m.id, object: "model", created: m.created, owned_by: m.ownedBy };
 }
 
@@ -42,7 +42,7 @@ export function modelsRoutes(models: ModelResolver): OpenAPIHono<AppEnv> {
   app.openAPIRegistry.registerPath(getRoute);
   app.openapi({ ...getRoute, path: "/v1/models/{id{.+}}", hide: true }, (c) => {
     const { id } = c.req.valid("param");
-    const hit = models.resolve(id);
+    const hit = models.list().find((m) => m.id === id);
     if (!hit) throw modelNotFound(id);
     return c.json(modelObject(hit), 200);
   });

@@ -16,10 +16,12 @@ import { chatRoutes } from "../routes/chat.ts";
 import { completionRoutes } from "../routes/completions.ts";
 import { docsRoutes } from "../routes/docs.ts";
 import { ApiError, errorResponse, fromZodError, toApiError } from "../routes/errors.ts";
+import { type FilesDeps, filesRoutes } from "../routes/files.ts";
 import { healthRoutes } from "../routes/health.ts";
 import type { ModelResolver } from "../routes/model_resolver.ts";
 import { modelsRoutes } from "../routes/models.ts";
 import { requestLog, type RequestLogLine } from "../routes/request_log.ts";
+import { storeApiError } from "../routes/store_errors.ts";
 import { ServerMetrics } from "./serve/metrics.ts";
 
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -39,11 +41,13 @@ export interface AppDeps {
   /** One structured line per request. Default: JSON on stdout. */
   logRequest?: (line: RequestLogLine) => void;
   systemFingerprint?: string;
+  /** `/v1/files` (mounted when given). */
+  files?: FilesDeps;
 }
 
 export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   const metrics = deps.metrics ??
-    new ServerMetrics(() => deps.models.list().map((m) => ({ model: m.id, stats: () => m.engine.stats() })));
+    new ServerMetrics(() => deps.models.loaded().map((m) => ({ model: m.id, stats: () => m.engine.stats() })));
   const log = deps.logRequest ?? ((line: RequestLogLine) => console.log(JSON.stringify(line)));
   const maxBodyBytes = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
 
@@ -72,21 +76,20 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
         ),
     }),
   );
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: maxBodyBytes,
-      onError: () => {
-        throw new ApiError(
-          413,
-          `Request body is larger than ${maxBodyBytes} bytes`,
-          "invalid_request_error",
-          null,
-          "request_too_large",
-        );
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: () => {
+      throw new ApiError(
+        413,
+        `Request body is larger than ${maxBodyBytes} bytes`,
+        "invalid_request_error",
+        null,
+        "request_too_large",
+      );
+    },
+  });
+  // File uploads stream to disk under their own, larger limit (routes/files.ts).
+  app.use("*", (c, next) => deps.files && c.req.method === "POST" && c.req.path === "/v1/files" ? next() : limitBody(c, next));
   if (deps.apiKeys && deps.apiKeys.length > 0) app.use("/v1/*", bearerKeyAuth(deps.apiKeys));
 
   const ctx = {
@@ -99,6 +102,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route("/", modelsRoutes(deps.models));
   app.route("/", completionRoutes(ctx));
   app.route("/", chatRoutes(ctx));
+  if (deps.files) app.route("/", filesRoutes(deps.files));
   app.route("/", docsRoutes());
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", { type: "http", scheme: "bearer" });
   app.doc("/openapi.json", {
@@ -121,7 +125,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     if (c.req.raw.signal.aborted && !(err instanceof ApiError)) {
       return errorResponse(c, new ApiError(499 as ContentfulStatusCode, "Client closed request"));
     }
-    const api = toApiError(err);
+    const api = storeApiError(err) ?? toApiError(err);
     if (api.status === 500) console.error(err);
     return errorResponse(c, api);
   });

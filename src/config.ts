@@ -5,6 +5,8 @@
 import { z } from "zod";
 
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
+/** OpenAI's own cap for fine-tuning files. */
+export const DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024;
 
 const ConfigSchema = z.object({
   MODEL: z.string().min(1).default(DEFAULT_MODEL),
@@ -17,6 +19,7 @@ const ConfigSchema = z.object({
   API_KEYS: z.string().optional(),
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(4 * 1024 * 1024),
   REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
+  MAX_UPLOAD_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_MAX_UPLOAD_BYTES),
 });
 
 export interface Config {
@@ -32,6 +35,8 @@ export interface Config {
   maxBodyBytes: number;
   /** Per-request wall-clock limit (queueing included); null = none. */
   requestTimeoutMs: number | null;
+  /** Largest accepted `/v1/files` upload. */
+  maxUploadBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -58,5 +63,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     apiKeys: (c.API_KEYS ?? "").split(",").map((k) => k.trim()).filter((k) => k.length > 0),
     maxBodyBytes: c.MAX_BODY_BYTES,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS ?? null,
+    maxUploadBytes: c.MAX_UPLOAD_BYTES,
   };
 }

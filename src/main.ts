@@ -3,6 +3,7 @@
  * model's routes wait for the load) → batching engine → graceful shutdown on
  * SIGINT/SIGTERM.
  */
+import { join } from "node:path";
 import { ApiError } from "../routes/errors.ts";
 import type { ModelResolver, ServedModel } from "../routes/model_resolver.ts";
 import { buildApp } from "./app.ts";
@@ -13,6 +14,10 @@ import { resolveDevice } from "./runtime/device.ts";
 import { SessionError } from "./runtime/session.ts";
 import { ModelWorkerError } from "./runtime/worker_client.ts";
 import { createEngine } from "./serve/batch_engine.ts";
+import { BlobStore } from "./store/blob_store.ts";
+import { StoreError } from "./store/errors.ts";
+import { FileService } from "./store/file_service.ts";
+import { openStore } from "./store/store.ts";
 
 const DTYPES = { fp32: "float32", fp16: "float16", bf16: "bfloat16" } as const;
 
@@ -23,17 +28,23 @@ async function main(): Promise<void> {
   let served: ServedModel | null = null;
   const models: ModelResolver = {
     resolve: (id) => {
-      if (served) return id === served.id ? served : null;
+      if (served) return Promise.resolve(id === served.id ? served : null);
       // The configured model exists, it just is not ready yet: retryable, not a 404.
       if (id === config.model) {
         throw new ApiError(503, `The model '${id}' is still loading`, "server_error", null, "model_loading");
       }
-      return null;
+      return Promise.resolve(null);
     },
     list: () => (served ? [served] : []),
+    loaded: () => (served ? [served] : []),
   };
+  const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  const blobs = await BlobStore.open(join(config.dataDir, "files"));
+  await blobs.sweepTemp(24 * 3600_000); // leftovers of uploads cut off by a crash
+  const files = new FileService(store, blobs);
   const app = buildApp({
     models,
+    files: { files, maxUploadBytes: config.maxUploadBytes },
     ready: () => served !== null,
     apiKeys: config.apiKeys,
     maxBodyBytes: config.maxBodyBytes,
@@ -76,6 +87,7 @@ async function main(): Promise<void> {
     // Stop accepting connections and let in-flight responses finish, then drain the engine.
     await server.shutdown();
     await engine.close();
+    await store.close();
     Deno.exit(0);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -94,7 +106,7 @@ try {
   // Expected start-up failures are one line, not a stack trace.
   if (
     e instanceof ConfigError || e instanceof ModelLoadError || e instanceof TokenizerLoadError ||
-    e instanceof SessionError || e instanceof ModelWorkerError
+    e instanceof SessionError || e instanceof ModelWorkerError || e instanceof StoreError
   ) {
     console.error(`error: ${e.message}`);
     Deno.exit(1);
