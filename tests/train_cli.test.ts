@@ -97,6 +97,8 @@ Deno.test("progress: durations, bar, ETA from the steps after the first, termina
   q.update({ ...step(3), validLoss: 1.5 });
   q.note("hello");
   q.finish();
-  assert.match(tty[0], /^\r\[#+\.+\] step 3\/10 epoch 1 loss 2\.0000 valid 1\.5000 100 tok\/s ETA \?\x1b\[K$/);
-  assert.deepEqual(tty.slice(1), ["\r\x1b[K", "hello\n", tty[0], "\n"]);
+  const CLEAR = "\x1b[K";
+  assert.ok(tty[0].startsWith("\r[") && tty[0].endsWith(CLEAR), JSON.stringify(tty[0]));
+  assert.match(tty[0], /^\r\[#+\.+\] step 3\/10 epoch 1 loss 2\.0000 valid 1\.5000 100 tok\/s ETA \?/);
+  assert.deepEqual(tty.slice(1), [`\r${CLEAR}`, "hello\n", tty[0], "\n"]);
 });

@@ -53,8 +53,12 @@ export interface FineTuneOptions {
   rsLora?: boolean;
   /** ScaLoRA scaling interval I (ignored by lora). */
   interval: number;
-  /** ScaLoRA's L: a fixed value, or "auto" (default; lipschitz.ts). */
-  lipschitz?: number | "auto";
+  /**
+   * ScaLoRA's L: a fixed value, "auto" (default), or the auto rule with its
+   * knobs (target factor RMS relative to B's init RMS, and its floor in
+   * learning rates; lipschitz.ts).
+   */
+  lipschitz?: number | "auto" | { factorScale?: number; minFactorToStep?: number };
   /** Default: every linear layer (q, k, v, o, gate, up, down). */
   targetModules?: string[];
   epochs: number;
@@ -160,7 +164,12 @@ const OptionsSchema = z.object({
   alpha: z.number().positive(),
   rsLora: z.boolean().default(false),
   interval: z.number().int().min(1),
-  lipschitz: z.union([z.number().positive(), z.literal("auto")]).default("auto"),
+  lipschitz: z.union([
+    z.number().positive(),
+    z.literal("auto"),
+    z.object({ factorScale: z.number().positive().optional(), minFactorToStep: z.number().positive().optional() })
+      .strict(),
+  ]).default("auto"),
   targetModules: z.array(z.enum(TARGET_MODULES)).min(1).default([...TARGET_MODULES]),
   epochs: z.number().int().min(1),
   batchSize: z.number().int().min(1),
@@ -195,7 +204,12 @@ function parseOptions(opts: FineTuneOptions): Parsed {
 
 /** The trainer configuration a run's options imply. */
 export function trainerConfig(o: Parsed, totalSteps: number): TrainerConfig {
-  const lipschitz: LipschitzRule = o.lipschitz === "auto" ? { kind: "auto" } : { kind: "fixed", L: o.lipschitz };
+  const l = o.lipschitz;
+  const lipschitz: LipschitzRule = l === "auto"
+    ? { kind: "auto" }
+    : typeof l === "number"
+    ? { kind: "fixed", L: l }
+    : { kind: "auto", ...l };
   return {
     mode: o.method,
     interval: o.interval,
@@ -293,7 +307,7 @@ export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
       await info(
         `model: ${ckpt.config.architecture}, ${ckpt.config.numLayers} layers; ${o.method} r=${o.rank} ` +
           `alpha=${o.alpha} on ${model.adapters.length} linear layers` +
-          (o.method === "lora" ? "" : `, interval ${o.interval}, L ${o.lipschitz}`),
+          (o.method === "lora" ? "" : `, interval ${o.interval}, L ${JSON.stringify(o.lipschitz)}`),
       );
       let trainedTokens = 0, lastLoss: number | null = null, lastSaved = -1;
       if (o.resume) {

@@ -1,0 +1,266 @@
+/**
+ * deno task bench:swap [--preset smollm2-135m|tiny] [--runs N] [--no-full]
+ *
+ * Time from "version created" (≈ the job succeeded) to the first token
+ * streamed from the new version through an alias switch, on CPU: a
+ * realistic ScaLoRA delta (r = 8 on every linear layer plus 10 merge terms of
+ * rank 8 each: total rank 88 per layer), then PUT-alias semantics
+ * (coordinator.set: compile if needed, load the engine, validate, switch),
+ * then resolve the alias and stream. Variants:
+ *
+ * - cold: nothing prepared at creation; the switch compiles, loads, validates.
+ * - precompiled: createVersion also compiled the serving graph patch.
+ * - warmed: the job runner's sink also loaded + validated the engine at
+ *   creation (off the switch path: reported separately as warm_ms).
+ * - full: the merged-weights compile (buildServingGraph over the version
+ *   WeightSource: computes W + U Vᵀ in JS and writes the whole model),
+ *   i.e. what the patch avoids.
+ *
+ * Prints a JSON result, then a one-line summary; writes bench/results/swap.json.
+ */
+import { parseArgs } from "node:util";
+import { parameterCount } from "../src/model/layout.ts";
+import { Rng } from "../src/model/rng.ts";
+import { generateTinyModel, type TinyPreset } from "../src/model/tiny_model.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { BaseModels } from "../src/registry/base_models.ts";
+import { AliasCoordinator } from "../src/registry/hot_swap.ts";
+import { ModelRegistry } from "../src/registry/model_registry.ts";
+import type { LayerDelta } from "../src/registry/types.ts";
+import { type CompileMode, versionMetadata, VersionService } from "../src/registry/versions.ts";
+import { openStore, type Store } from "../src/store/store.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    preset: { type: "string", default: "smollm2-135m" },
+    runs: { type: "string", default: "2" },
+    "no-full": { type: "boolean", default: false },
+  },
+});
+const preset = values.preset as TinyPreset;
+const runs = Number(values.runs);
+const RANK = 8, MERGES = 10, SCALE = 0.02;
+
+const root = `./data/bench/${preset}`;
+const modelDir = `${root}/model`;
+// The decode bench's data dir: its compiled base model is reused (a served base is compiled already).
+const dataDir = `${root}/data`;
+try {
+  await Deno.stat(`${modelDir}/config.json`);
+} catch {
+  await generateTinyModel({ out: modelDir, arch: "llama", preset, tokenizer: "bytes", seed: 0 });
+}
+for (const stale of ["versions", "compiled/patched", "compiled/full", "exports"]) {
+  await Deno.remove(`${dataDir}/${stale}`, { recursive: true }).catch(() => {});
+}
+const dbDir = await Deno.makeTempDir({ prefix: "bench-swap-db-" });
+const store = await openStore({ dataDir: dbDir, databaseUrl: null });
+const baseId = preset;
+const bases = new BaseModels([{ id: baseId, source: modelDir }], { dataDir, device: "cpu" });
+const file = await store.files.create({ filename: "t.jsonl", purpose: "fine-tune", bytes: 1, sha256: "0".repeat(64) });
+const job = await store.jobs.create({ model: baseId, trainingFile: file.id, seed: 0, method: {}, hyperparameters: {} });
+
+function linearShapes(c: ModelConfig): [string, number, number][] {
+  const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, H = c.hiddenSize, I = c.intermediateSize;
+  return [
+    ["self_attn.q_proj", q, H],
+    ["self_attn.k_proj", kv, H],
+    ["self_attn.v_proj", kv, H],
+    [
+      "self_attn.o_proj",
+      H,
+      q,
+    ],
+    ["mlp.gate_proj", I, H],
+    ["mlp.up_proj", I, H],
+    ["mlp.down_proj", H, I],
+  ];
+}
+
+/** The final adapter plus MERGES merge terms, each of rank RANK, on every linear layer. */
+function scaloraDelta(c: ModelConfig, seed: number): LayerDelta[] {
+  const out: LayerDelta[] = [];
+  for (let l = 0; l < c.numLayers; l++) {
+    for (const [linear, m, n] of linearShapes(c)) {
+      const name = `model.layers.${l}.${linear}`;
+      const rng = new Rng(seed, name);
+      const terms = Array.from({ length: MERGES + 1 }, () => ({
+        U: rng.fillNormal(new Float32Array(m * RANK), SCALE),
+        V: rng.fillNormal(new Float32Array(n * RANK), SCALE),
+        k: RANK,
+      }));
+      out.push({ name, m, n, terms });
+    }
+  }
+  return out;
+}
+
+interface Stack {
+  versions: VersionService;
+  registry: ModelRegistry;
+  coordinator: AliasCoordinator;
+}
+
+async function stack(s: Store, compileOnCreate: boolean, compileMode: CompileMode): Promise<Stack> {
+  const versions = new VersionService({ store: s, bases, compileOnCreate, compileMode });
+  const registry = new ModelRegistry({ versions });
+  const coordinator = new AliasCoordinator({ store: s, registry });
+  await coordinator.start();
+  return { versions, registry, coordinator };
+}
+
+const ms = (t: number) => Math.round(t);
+const promptIds = Array.from({ length: 16 }, (_, i) => 32 + ((i * 7919) % 90));
+
+/** Resolve the alias and stream until the first token; returns ms and the serving id. */
+async function firstToken(registry: ModelRegistry, alias: string): Promise<{ ms: number; id: string }> {
+  const t = performance.now();
+  const served = await registry.resolve(alias);
+  if (!served) throw new Error(`alias ${alias} did not resolve`);
+  const it = served.engine.generate({
+    promptIds,
+    maxTokens: 8,
+    sampling: { temperature: 0, topP: 1, topK: 0 },
+    stop: [],
+    stopTokenIds: [],
+  })[Symbol.asyncIterator]();
+  await it.next();
+  const elapsed = performance.now() - t;
+  for (let r = await it.next(); !r.done; r = await it.next());
+  return { ms: elapsed, id: served.id };
+}
+
+let seed = 1;
+let seq = 0;
+async function variant(
+  st: Stack,
+  alias: string,
+  prepare: "none" | "warm" | "compile",
+): Promise<Record<string, number>> {
+  const deltas = scaloraDelta(config, seed++);
+  const name = `ft:${baseId}:bench${seq++}:${job.id}`;
+  const tc = performance.now();
+  const record = await st.versions.createVersion({ name, kind: "final", jobId: job.id, baseModel: baseId, deltas });
+  const createMs = performance.now() - tc;
+  let warmMs = 0;
+  if (prepare === "warm") {
+    const tw = performance.now();
+    await st.registry.warm(record.name);
+    warmMs = performance.now() - tw;
+  }
+  // t0: the version exists (the job would report success here).
+  const t0 = performance.now();
+  let compileMs = 0;
+  if (prepare !== "warm") {
+    const tcomp = performance.now();
+    await st.versions.servingDir(record); // a cache hit when createVersion compiled it
+    compileMs = performance.now() - tcomp;
+  }
+  const ts = performance.now();
+  const sw = await st.coordinator.set(alias, record.name);
+  const switchMs = performance.now() - ts;
+  const ft = await firstToken(st.registry, alias);
+  const total = performance.now() - t0;
+  if (ft.id !== record.name) throw new Error(`served ${ft.id}, expected ${record.name}`);
+  // Keep memory flat between variants: the previous target drains and closes.
+  for (const e of st.registry.pool.ready()) {
+    if (e.key !== record.name && e.key !== baseId) st.registry.pool.evict(e.key);
+  }
+  return {
+    total_ms: ms(total),
+    create_version_ms: ms(createMs),
+    ...(prepare === "warm" ? { warm_ms: ms(warmMs) } : {}),
+    compile_ms: ms(compileMs),
+    switch_ms: ms(switchMs),
+    load_ms: ms(sw.event?.loadMs ?? 0),
+    validate_ms: ms(sw.event?.validateMs ?? 0),
+    first_token_ms: ms(ft.ms),
+    artifact_bytes: record.sizeBytes,
+    dense_layers: versionMetadata(record).layers.filter((l) => l.format === "dense").length,
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+function summarize(rows: Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(rows[0])) out[k] = median(rows.map((r) => r[k]));
+  return out;
+}
+
+const ckpt = await bases.openCheckpoint(baseId);
+const config = ckpt.config;
+ckpt.close();
+
+const main = await stack(store, false, "patch");
+const tb = performance.now();
+await main.coordinator.set("prod", baseId);
+const baseLoadMs = performance.now() - tb;
+await firstToken(main.registry, "prod");
+
+const results: Record<string, Record<string, number>[]> = { cold: [], precompiled: [], warmed: [] };
+for (let r = 0; r < runs; r++) {
+  results.cold.push(await variant(main, "prod", "none"));
+  const pre = await stack(store, true, "patch");
+  results.precompiled.push(await variant({ ...main, versions: pre.versions }, "prod", "compile"));
+  await pre.coordinator.close();
+  await pre.registry.close();
+  results.warmed.push(await variant(main, "prod", "warm"));
+}
+await main.coordinator.close();
+await main.registry.close();
+
+let full: Record<string, number> | null = null;
+if (!values["no-full"]) {
+  const st = await stack(store, false, "full");
+  await st.coordinator.set("prod-full", baseId);
+  full = await variant(st, "prod-full", "none");
+  await st.coordinator.close();
+  await st.registry.close();
+}
+await store.close();
+await Deno.remove(dbDir, { recursive: true });
+
+const variants = {
+  cold: summarize(results.cold),
+  precompiled: summarize(results.precompiled),
+  warmed: summarize(results.warmed),
+  ...(full ? { full_compile: full } : {}),
+};
+const result = {
+  bench: "swap",
+  preset,
+  device: "cpu",
+  cores: navigator.hardwareConcurrency,
+  runs,
+  parameters: parameterCount(config),
+  delta: {
+    layers: config.numLayers * 7,
+    terms_per_layer: MERGES + 1,
+    rank_per_term: RANK,
+    total_rank: RANK * (MERGES + 1),
+    dense_layers: variants.cold.dense_layers,
+    artifact_bytes: variants.cold.artifact_bytes,
+  },
+  base_load_ms: ms(baseLoadMs),
+  target_ms: 2000,
+  variants,
+  method:
+    "total_ms = version row exists -> alias switch (compile if needed + engine load + validation) -> resolve -> first streamed token; medians over runs (full: 1 run)",
+};
+console.log(JSON.stringify(result, null, 2));
+await Deno.mkdir("bench/results", { recursive: true });
+await Deno.writeTextFile("bench/results/swap.json", JSON.stringify(result, null, 2) + "\n");
+const s = (x: number) => `${(x / 1000).toFixed(2)} s`;
+const c = variants.cold, p = variants.precompiled, w = variants.warmed;
+console.log(
+  `swap ${preset} (rank ${RANK * (MERGES + 1)} x ${config.numLayers * 7} layers, ${
+    (c.artifact_bytes / 1e6).toFixed(0)
+  } MB delta): ` +
+    `version -> first token via alias: cold ${s(c.total_ms)} (compile ${s(c.compile_ms)}, load ${
+      s(c.load_ms)
+    }, validate ${s(c.validate_ms)}), precompiled ${s(p.total_ms)} (+${
+      s(p.create_version_ms - c.create_version_ms)
+    } in createVersion), warmed ${s(w.total_ms)} (+${s(w.warm_ms)} warm at job end)` +
+    (full ? `, full merged compile ${s(full.total_ms)} (compile ${s(full.compile_ms)})` : "") + `; target 2 s`,
+);

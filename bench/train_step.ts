@@ -1,0 +1,194 @@
+/**
+ * deno task bench:train-step [--warm N] [--steps N] [--rank R] [--batch N] [--seq N] [--threads N]
+ *
+ * Training step time on the smollm2-135m preset (random weights, bytes
+ * tokenizer; generated under ./data/bench/smollm2-135m/model like
+ * bench:decode), batch 4 x 256 tokens, r = 8 on all 7 linear modules of all
+ * 30 layers (210 adapters), CPU, intra-op threads = all cores: LoRA,
+ * ScaLoRA-I(10) and ScaLoRA (I = 1), each split into forward/backward,
+ * scaling (Grams + host solve), merge (W update + merge log, as fineTune runs
+ * it) and optimizer (AdamW with the moment transform).
+ *
+ * The three trainers share one model and the same batch and run round-robin,
+ * so drift in machine load (a shared 2-core box) hits all alike. A starts
+ * non-zero (N(0, 0.01²)) so every scaling step does real work from t = 0.
+ * Step time per method: LoRA and ScaLoRA: median over the measured steps;
+ * ScaLoRA-I(10): median of its non-scaling steps + (scaling + merge of its
+ * scaling step) / 10, the cost per step amortised over the interval (its
+ * step counter is set so that t = 10 falls among the measured steps).
+ * Prints the JSON (also bench/results/train_step.json) and a one-line summary.
+ */
+import { parseArgs } from "node:util";
+import { openCheckpoint } from "../src/model/checkpoint.ts";
+import { Rng } from "../src/model/rng.ts";
+import { generateTinyModel } from "../src/model/tiny_model.ts";
+import { collate, type LmBatch } from "../src/train/batching.ts";
+import { initAdapterFactors, LmTrainingModel } from "../src/train/lm_training_graph.ts";
+import { RecordingModel } from "../src/train/merge_log.ts";
+import { type StepReport, Trainer, type TrainerConfig, type TrainMode } from "../src/train/trainer.ts";
+import type { BatchSource, DataPosition } from "../src/train/types.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    warm: { type: "string", default: "1" },
+    steps: { type: "string", default: "4" },
+    rank: { type: "string", default: "8" },
+    batch: { type: "string", default: "4" },
+    seq: { type: "string", default: "256" },
+    threads: { type: "string", default: String(navigator.hardwareConcurrency) },
+    out: { type: "string", default: "bench/results" },
+  },
+});
+const warm = Number(values.warm), measured = Number(values.steps), rank = Number(values.rank);
+const batchSize = Number(values.batch), seqLen = Number(values.seq), threads = Number(values.threads);
+const I10 = 10;
+if (measured < 2 || I10 - measured + 1 < warm) throw new Error("need 2 <= --steps and --warm + --steps <= 11");
+
+const modelDir = "./data/bench/smollm2-135m/model";
+if (!(await Deno.stat(`${modelDir}/config.json`).catch(() => null))) {
+  console.error("generating the smollm2-135m preset ...");
+  await generateTinyModel({ out: modelDir, arch: "llama", preset: "smollm2-135m", tokenizer: "bytes", seed: 0 });
+}
+
+/** The same batch forever: every step costs the same. */
+class FixedBatch implements BatchSource<LmBatch> {
+  #i = 0;
+  constructor(readonly batch: LmBatch) {}
+  next(): LmBatch {
+    this.#i++;
+    return this.batch;
+  }
+  position(): DataPosition {
+    return { epoch: 0, index: this.#i };
+  }
+  seek(p: DataPosition): void {
+    this.#i = p.index;
+  }
+}
+
+const rng = new Rng(1, "bench/train_step");
+const rows = Array.from({ length: batchSize }, () => Array.from({ length: seqLen }, () => rng.nextInt(256)));
+const batch = collate(rows.map((ids) => ({ inputIds: ids, labels: ids })), { padTokenId: 0 });
+
+const ckpt = await openCheckpoint(modelDir);
+let t0 = performance.now();
+const model = new RecordingModel(
+  await LmTrainingModel.create(ckpt, { rank, alpha: 2 * rank }, { threads }),
+  { threads },
+);
+const setupS = (performance.now() - t0) / 1000;
+const initial = initAdapterFactors(model.adapters, 0);
+for (const f of initial.values()) new Rng(2, "A").fillNormal(f.A, 0.01);
+
+const config = (mode: TrainMode, interval: number): TrainerConfig => ({
+  mode,
+  interval,
+  lipschitz: { kind: "auto" },
+  optimizer: { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
+  schedule: { decay: "constant", warmupSteps: 0, totalSteps: 1000 },
+  maxGradNorm: 1,
+  accumulationSteps: 1,
+  seed: 0,
+  init: { kind: "kaiming-uniform" },
+});
+const runs = [
+  { key: "lora", mode: "lora" as const, interval: 1 },
+  { key: "scalora_i10", mode: "scalora" as const, interval: I10 },
+  { key: "scalora", mode: "scalora" as const, interval: 1 },
+].map((r) => ({
+  ...r,
+  trainer: new Trainer(model, new FixedBatch(batch), config(r.mode, r.interval), {
+    device: "cpu",
+    threads,
+    initialFactors: initial,
+  }),
+  reports: [] as { report: StepReport; totalMs: number }[],
+}));
+
+t0 = performance.now();
+for (let i = 0; i < warm + measured; i++) {
+  for (const r of runs) {
+    // I(10): warm-up at t = 0 (a scaling step: kernels warmed), then measured steps ending at t = 10.
+    if (r.interval === I10 && i === warm) r.trainer.setStep(I10 - measured + 1);
+    const s = performance.now();
+    const report = await r.trainer.trainStep();
+    const totalMs = performance.now() - s;
+    if (i >= warm) r.reports.push({ report, totalMs });
+    console.error(`  ${r.key} step ${report.step}: ${(totalMs / 1000).toFixed(2)} s`);
+  }
+}
+const benchS = (performance.now() - t0) / 1000;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b), h = Math.floor(s.length / 2);
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+};
+const round = (x: number, d = 4) => Number(x.toPrecision(d));
+type Phase = "forwardBackward" | "scaling" | "merge" | "optimizer";
+const PHASES: Phase[] = ["forwardBackward", "scaling", "merge", "optimizer"];
+const summary = Object.fromEntries(runs.map((r) => {
+  const scalingSteps = r.reports.filter((x) => x.report.scaling !== null);
+  const plain = r.reports.filter((x) => x.report.scaling === null);
+  const phases = Object.fromEntries(PHASES.map((p) => [p, round(median(r.reports.map((x) => x.report.timings[p])))]));
+  let stepMs: number;
+  let eventMs: number | null = null;
+  if (r.interval === I10) {
+    if (scalingSteps.length !== 1) throw new Error(`expected one scaling step for I(10), got ${scalingSteps.length}`);
+    const ev = scalingSteps[0].report.timings;
+    eventMs = ev.scaling + ev.merge;
+    stepMs = median(plain.map((x) => x.totalMs)) + eventMs / I10;
+  } else {
+    stepMs = median(r.reports.map((x) => x.totalMs));
+  }
+  const ev = scalingSteps.at(-1)?.report.scaling;
+  return [r.key, {
+    step_ms: round(stepMs),
+    phases_median_ms: phases,
+    ...(eventMs === null ? {} : { scaling_event_ms: round(eventMs), amortised_event_ms: round(eventMs / I10) }),
+    scaling_steps: scalingSteps.length,
+    measured_steps: r.reports.length,
+    ...(ev ? { columnwise_share: round(ev.columnwiseShare), mean_alpha_beta: round(ev.meanAlphaBeta) } : {}),
+    step_ms_all: r.reports.map((x) => round(x.totalMs)),
+  }];
+}));
+const lora = summary.lora.step_ms, i10 = summary.scalora_i10.step_ms, s1 = summary.scalora.step_ms;
+const result = {
+  bench: "train-step",
+  preset: "smollm2-135m",
+  device: "cpu",
+  threads,
+  batch: `${batchSize}x${seqLen}`,
+  rank,
+  adapters: model.adapters.length,
+  warm_steps: warm,
+  measured_steps: measured,
+  setup_s: round(setupS),
+  wall_s: round(benchS),
+  runs: summary,
+  ratio_scalora_i10_to_lora: round(i10 / lora),
+  ratio_scalora_to_lora: round(s1 / lora),
+};
+for (const r of runs) await r.trainer.release();
+await model.release();
+ckpt.close();
+
+await Deno.mkdir(values.out, { recursive: true });
+await Deno.writeTextFile(`${values.out}/train_step.json`, JSON.stringify(result, null, 2) + "\n");
+console.log(JSON.stringify(result, null, 2));
+const p = (k: string) => {
+  const ph = summary[k].phases_median_ms as Record<Phase, number>;
+  return `fwd/bwd ${(ph.forwardBackward / 1000).toFixed(2)} s, scaling ${ph.scaling.toFixed(0)} ms, merge ${
+    ph.merge.toFixed(0)
+  } ms, optim ${ph.optimizer.toFixed(0)} ms`;
+};
+console.log(
+  `bench:train-step smollm2-135m ${batchSize}x${seqLen} r=${rank}, ${threads} threads: LoRA ${
+    (lora / 1000).toFixed(2)
+  } s ` +
+    `(${p("lora")}); ScaLoRA-I(10) ${(i10 / 1000).toFixed(2)} s (event ${
+      (summary.scalora_i10.scaling_event_ms as number).toFixed(0)
+    } ms / 10); ScaLoRA ${(s1 / 1000).toFixed(2)} s (${p("scalora")}); ratio I(10)/LoRA ${
+      result.ratio_scalora_i10_to_lora.toFixed(3)
+    } (target ≤ 1.05), ScaLoRA/LoRA ${result.ratio_scalora_to_lora.toFixed(3)}`,
+);

@@ -1,0 +1,236 @@
+/**
+ * Admin API over model aliases (stable names clients send as `model`):
+ *
+ * - `PUT /v1/aliases/{name}` {target, reason?}: points the alias at a version
+ *   (name or id) or a base model id. Synchronous: the target is loaded and
+ *   validated first, and the answer (200) comes once this replica serves it;
+ *   a target that fails validation answers 422 `validation_failed` and the
+ *   old target keeps serving (the attempt is in the alias's `events`).
+ * - `GET /v1/aliases`, `GET /v1/aliases/{name}` (with store `history`, newest
+ *   first, and this replica's switch/rejection `events`).
+ * - `POST /v1/aliases/{name}/rollback` {reason?}: back to the previous target
+ *   (404 unknown alias, 409 `no_previous_target`).
+ *
+ * Names: 1-64 of A-Z a-z 0-9 . _ - (no `:` or `/`, so never a version name or
+ * hub id); an alias may not shadow a base model id or version (409).
+ */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { AppEnv } from "./app_env.ts";
+import { fromZodError } from "./errors.ts";
+import { errorResponses } from "./openapi_common.ts";
+import { domainCall } from "./registry_errors.ts";
+import { ErrorSchema } from "./schemas.ts";
+import type { AliasEvent } from "../src/registry/hot_swap.ts";
+import type { AliasCoordinator, AliasSwitch } from "../src/registry/hot_swap.ts";
+import type { AliasHistoryEntry, AliasRecord } from "../src/store/alias_queries.ts";
+
+export interface AliasesDeps {
+  coordinator: AliasCoordinator;
+}
+
+const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
+
+const TargetKind = z.enum(["version", "base_model"]);
+
+const HistoryEntrySchema = z.object({
+  seq: z.number().int(),
+  action: z.enum(["set", "rollback"]),
+  previous: z.string().nullable(),
+  target: z.string(),
+  target_kind: TargetKind,
+  reason: z.string().nullable(),
+  at: z.number().int(),
+});
+
+const EventSchema = z.object({
+  at: z.number(),
+  type: z.enum(["switched", "rejected"]),
+  action: z.enum(["set", "rollback", "sync"]),
+  origin: z.enum(["api", "replica"]),
+  from: z.string().nullable(),
+  to: z.string(),
+  reason: z.string().nullable(),
+  load_ms: z.number().nullable(),
+  validate_ms: z.number().nullable(),
+}).openapi({ description: "This replica's switch attempts (in memory, newest first)." });
+
+export const AliasObjectSchema = z.object({
+  object: z.literal("model.alias"),
+  name: z.string(),
+  target: z.string().openapi({
+    description: "What the store says the alias points at (version name or base model id).",
+  }),
+  target_kind: TargetKind,
+  version_id: z.string().nullable(),
+  serving: z.string().nullable().openapi({
+    description: "What this replica serves the alias with (lags `target` while a new target validates).",
+  }),
+  updated_at: z.number().int(),
+  history: z.array(HistoryEntrySchema).optional(),
+  events: z.array(EventSchema).optional(),
+}).openapi("ModelAlias");
+
+const SwitchSchema = AliasObjectSchema.extend({
+  changed: z.boolean(),
+  switch: EventSchema.nullable(),
+}).openapi("ModelAliasSwitch");
+
+const AliasListSchema = z.object({ object: z.literal("list"), data: z.array(AliasObjectSchema) }).openapi(
+  "ModelAliasList",
+);
+
+const SetBodySchema = z.object({
+  target: z.string().min(1).max(512).openapi({ description: "A version name or id, or a base model id." }),
+  reason: z.string().max(1000).nullish(),
+});
+const RollbackBodySchema = z.object({ reason: z.string().max(1000).nullish() });
+const NameParams = z.object({ name: z.string().min(1).openapi({ example: "prod" }) });
+
+const err = (description: string) => ({ description, content: { "application/json": { schema: ErrorSchema } } });
+
+const setRoute = createRoute({
+  method: "put",
+  path: "/v1/aliases/{name}",
+  summary: "Point an alias at a version or base model (hot-swap once validated)",
+  security: [{ bearerAuth: [] }],
+  request: { params: NameParams, body: { required: true, content: { "application/json": { schema: SetBodySchema } } } },
+  responses: {
+    200: {
+      description: "The alias, now served with the target",
+      content: { "application/json": { schema: SwitchSchema } },
+    },
+    400: errorResponses[400],
+    401: errorResponses[401],
+    404: err("No such version or base model"),
+    409: err("The alias would shadow a model id"),
+    422: err("The target failed validation; the alias still serves its old target (`validation_failed`)"),
+    503: err("The target could not be loaded (`model_load_failed`)"),
+  },
+});
+
+const listRoute = createRoute({
+  method: "get",
+  path: "/v1/aliases",
+  summary: "List aliases",
+  security: [{ bearerAuth: [] }],
+  responses: {
+    200: { description: "Every alias", content: { "application/json": { schema: AliasListSchema } } },
+    401: errorResponses[401],
+  },
+});
+
+const getRoute = createRoute({
+  method: "get",
+  path: "/v1/aliases/{name}",
+  summary: "Retrieve an alias with its history and this replica's switch events",
+  security: [{ bearerAuth: [] }],
+  request: { params: NameParams },
+  responses: {
+    200: { description: "The alias", content: { "application/json": { schema: AliasObjectSchema } } },
+    401: errorResponses[401],
+    404: err("No such alias"),
+  },
+});
+
+const rollbackRoute = createRoute({
+  method: "post",
+  path: "/v1/aliases/{name}/rollback",
+  summary: "Roll an alias back to its previous target",
+  security: [{ bearerAuth: [] }],
+  request: {
+    params: NameParams,
+    body: { required: false, content: { "application/json": { schema: RollbackBodySchema } } },
+  },
+  responses: {
+    200: {
+      description: "The alias, now served with the previous target",
+      content: { "application/json": { schema: SwitchSchema } },
+    },
+    401: errorResponses[401],
+    404: err("No such alias"),
+    409: err("Nothing to roll back to (`no_previous_target`)"),
+    422: err("The previous target failed validation; nothing changed (`validation_failed`)"),
+  },
+});
+
+function aliasObject(a: AliasRecord, serving: string | null): z.infer<typeof AliasObjectSchema> {
+  return {
+    object: "model.alias",
+    name: a.name,
+    target: a.target,
+    target_kind: a.kind,
+    version_id: a.versionId,
+    serving,
+    updated_at: seconds(a.updatedAt),
+  };
+}
+
+function historyEntry(h: AliasHistoryEntry): z.infer<typeof HistoryEntrySchema> {
+  return {
+    seq: h.seq,
+    action: h.action,
+    previous: h.previous?.target ?? null,
+    target: h.next.target,
+    target_kind: h.next.kind,
+    reason: h.reason,
+    at: seconds(h.at),
+  };
+}
+
+function eventObject(e: AliasEvent): z.infer<typeof EventSchema> {
+  return {
+    at: e.at.getTime() / 1000,
+    type: e.type,
+    action: e.action,
+    origin: e.origin,
+    from: e.from,
+    to: e.to,
+    reason: e.reason,
+    load_ms: e.loadMs,
+    validate_ms: e.validateMs,
+  };
+}
+
+function switchObject(s: AliasSwitch): z.infer<typeof SwitchSchema> {
+  return { ...aliasObject(s.alias, s.serving), changed: s.changed, switch: s.event ? eventObject(s.event) : null };
+}
+
+export function aliasesRoutes(deps: AliasesDeps): OpenAPIHono<AppEnv> {
+  const { coordinator } = deps;
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) throw fromZodError(result.error);
+    },
+  });
+
+  app.openapi(setRoute, async (c) => {
+    const { name } = c.req.valid("param");
+    const body = c.req.valid("json");
+    return c.json(switchObject(await domainCall(coordinator.set(name, body.target, body.reason ?? null))), 200);
+  });
+
+  app.openapi(listRoute, async (c) => {
+    const rows = await domainCall(coordinator.list());
+    return c.json({ object: "list" as const, data: rows.map((a) => aliasObject(a, coordinator.serving(a.name))) }, 200);
+  });
+
+  app.openapi(getRoute, async (c) => {
+    const { name } = c.req.valid("param");
+    const alias = await domainCall(coordinator.get(name));
+    const history = await domainCall(coordinator.history(name));
+    return c.json({
+      ...aliasObject(alias, coordinator.serving(name)),
+      history: history.data.map(historyEntry),
+      events: coordinator.events(name).map(eventObject),
+    }, 200);
+  });
+
+  app.openapi(rollbackRoute, async (c) => {
+    const { name } = c.req.valid("param");
+    // The body is optional: without a JSON content type the validator hands over {}.
+    const { reason } = c.req.valid("json");
+    return c.json(switchObject(await domainCall(coordinator.rollback(name, reason ?? null))), 200);
+  });
+
+  return app;
+}

@@ -1,0 +1,193 @@
+/**
+ * Admin API over model versions: `GET /v1/versions` (cursor list),
+ * `GET /v1/versions/{id}` (by id `ftver-…` or name `ft:…`), and
+ * `POST /v1/versions/{id}/export` ({format: "hf" | "onnx"}) which writes the
+ * merged model under DATA_DIR/exports/<version id>/ and answers with its path
+ * once written (synchronous: an ONNX export of a 135M model takes seconds;
+ * an existing export is returned at once).
+ *
+ * Version names may contain `/` (hub-style bases), so `{id}` takes slashes.
+ */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { AppEnv } from "./app_env.ts";
+import { fromZodError } from "./errors.ts";
+import { errorResponses } from "./openapi_common.ts";
+import { domainCall } from "./registry_errors.ts";
+import { ErrorSchema } from "./schemas.ts";
+import type { VersionRecord } from "../src/store/version_queries.ts";
+import { versionMetadata, type VersionService } from "../src/registry/versions.ts";
+
+export interface VersionsDeps {
+  versions: VersionService;
+}
+
+const LayerSchema = z.object({
+  name: z.string(),
+  format: z.enum(["lowrank", "dense"]),
+  m: z.number().int(),
+  n: z.number().int(),
+  rank: z.number().int(),
+  dtype: z.enum(["F32", "F16", "BF16"]),
+});
+
+export const VersionObjectSchema = z.object({
+  id: z.string().openapi({ example: "ftver-abc123" }),
+  object: z.literal("model.version"),
+  name: z.string().openapi({ example: "ft:HuggingFaceTB/SmolLM2-135M-Instruct:demo:ftjob-abc123" }),
+  base_model: z.string(),
+  kind: z.enum(["final", "checkpoint"]),
+  job_id: z.string().nullable(),
+  created_at: z.number().int(),
+  delta_format: z.enum(["lowrank", "dense"]).openapi({ description: "`dense` when any layer is stored dense." }),
+  content_hash: z.string().openapi({ description: "sha256 over the stored delta and the base id." }),
+  artifact_path: z.string().openapi({ description: "Relative to DATA_DIR." }),
+  size_bytes: z.number().int(),
+  layers: z.array(LayerSchema),
+  metrics: z.record(z.string(), z.unknown()),
+}).openapi("ModelVersion");
+
+const VersionListSchema = z.object({
+  object: z.literal("list"),
+  data: z.array(VersionObjectSchema),
+  first_id: z.string().nullable(),
+  last_id: z.string().nullable(),
+  has_more: z.boolean(),
+}).openapi("ModelVersionList");
+
+const ExportBodySchema = z.object({
+  format: z.enum(["hf", "onnx"]).openapi({
+    description:
+      "`hf`: HF safetensors directory (merged weights, base config and tokenizer); `onnx`: transformers.js directory.",
+  }),
+  dtype: z.enum(["fp32", "fp16"]).default("fp32").openapi({ description: "ONNX weights dtype (ignored for hf)." }),
+});
+
+const ExportResultSchema = z.object({
+  object: z.literal("model.version.export"),
+  version: z.string(),
+  format: z.enum(["hf", "onnx"]),
+  path: z.string(),
+}).openapi("ModelVersionExport");
+
+const ListQuerySchema = z.object({
+  after: z.string().optional().openapi({ description: "Cursor: the id of the last version of the previous page." }),
+  limit: z.coerce.number().int().min(1).max(10_000).default(100),
+  order: z.enum(["asc", "desc"]).default("desc"),
+  base_model: z.string().optional(),
+  job_id: z.string().optional(),
+});
+
+const IdParams = z.object({ id: z.string().min(1).openapi({ example: "ftver-abc123" }) });
+const err404 = { description: "No such version", content: { "application/json": { schema: ErrorSchema } } };
+
+const listRoute = createRoute({
+  method: "get",
+  path: "/v1/versions",
+  summary: "List model versions",
+  security: [{ bearerAuth: [] }],
+  request: { query: ListQuerySchema },
+  responses: {
+    200: { description: "A page of versions", content: { "application/json": { schema: VersionListSchema } } },
+    400: errorResponses[400],
+    401: errorResponses[401],
+  },
+});
+
+const getRoute = createRoute({
+  method: "get",
+  path: "/v1/versions/{id}",
+  summary: "Retrieve a model version (by id or name)",
+  security: [{ bearerAuth: [] }],
+  request: { params: IdParams },
+  responses: {
+    200: { description: "The version", content: { "application/json": { schema: VersionObjectSchema } } },
+    401: errorResponses[401],
+    404: err404,
+  },
+});
+
+const exportRoute = createRoute({
+  method: "post",
+  path: "/v1/versions/{id}/export",
+  summary: "Export a model version's merged weights",
+  security: [{ bearerAuth: [] }],
+  request: {
+    params: IdParams,
+    body: { required: true, content: { "application/json": { schema: ExportBodySchema } } },
+  },
+  responses: {
+    200: {
+      description: "Where the export was written",
+      content: { "application/json": { schema: ExportResultSchema } },
+    },
+    400: errorResponses[400],
+    401: errorResponses[401],
+    404: err404,
+  },
+});
+
+export function versionObject(v: VersionRecord): z.infer<typeof VersionObjectSchema> {
+  const meta = versionMetadata(v);
+  return {
+    id: v.id,
+    object: "model.version",
+    name: v.name,
+    base_model: v.baseModel,
+    kind: meta.kind,
+    job_id: v.jobId,
+    created_at: Math.floor(v.createdAt.getTime() / 1000),
+    delta_format: v.deltaFormat,
+    content_hash: v.contentHash,
+    artifact_path: v.artifactPath,
+    size_bytes: v.sizeBytes,
+    layers: meta.layers,
+    metrics: meta.metrics,
+  };
+}
+
+export function versionsRoutes(deps: VersionsDeps): OpenAPIHono<AppEnv> {
+  const { versions } = deps;
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) throw fromZodError(result.error);
+    },
+  });
+
+  app.openapi(listRoute, async (c) => {
+    const q = c.req.valid("query");
+    const page = await domainCall(versions.list({
+      after: q.after,
+      limit: q.limit,
+      order: q.order,
+      baseModel: q.base_model,
+      jobId: q.job_id,
+    }));
+    const data = page.data.map(versionObject);
+    return c.json({
+      object: "list" as const,
+      data,
+      first_id: data[0]?.id ?? null,
+      last_id: data.at(-1)?.id ?? null,
+      has_more: page.hasMore,
+    }, 200);
+  });
+
+  // Documented as `{id}`, served with ids that may contain slashes.
+  app.openAPIRegistry.registerPath(getRoute);
+  app.openapi({ ...getRoute, path: "/v1/versions/{id{.+}}", hide: true }, async (c) => {
+    return c.json(versionObject(await domainCall(versions.get(c.req.valid("param").id))), 200);
+  });
+
+  app.openAPIRegistry.registerPath(exportRoute);
+  app.openapi({ ...exportRoute, path: "/v1/versions/{id{.+}}/export", hide: true }, async (c) => {
+    const { id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const record = await domainCall(versions.get(id));
+    const path = await domainCall(
+      versions.exportVersion(record.id, body.format, body.dtype === "fp16" ? "float16" : "float32"),
+    );
+    return c.json({ object: "model.version.export" as const, version: record.name, format: body.format, path }, 200);
+  });
+
+  return app;
+}

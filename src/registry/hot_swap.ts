@@ -1,0 +1,352 @@
+/**
+ * Alias changes with hot-swap: the new target's engine is loaded and
+ * validated (probe.ts) while the old one keeps serving; only then does the
+ * alias switch, atomically (one map write in the registry). Requests that
+ * resolved the alias before keep their engine until they finish; requests
+ * after get the new target. A target that fails to load or validate never
+ * serves: the old one stays, and the reason goes to the alias's event log
+ * (and the API error).
+ *
+ * Order for `set`/`rollback` from the API: validate here → write the store
+ * (history row + NOTIFY) → switch here. Other replicas get the NOTIFY and
+ * reconcile: they read the alias row, validate its target themselves and
+ * switch (or keep the old one and log why). Every change to one alias is
+ * serialized in this process; across replicas the store's last write wins
+ * and reconciliation converges on it.
+ */
+import type { AliasHistoryEntry, AliasRecord, AliasTarget } from "../store/alias_queries.ts";
+import type { Page } from "../store/pagination.ts";
+import type { Store } from "../store/store.ts";
+import type { EngineLease } from "./engine_pool.ts";
+import { errorText, RegistryError } from "./errors.ts";
+import type { ModelRegistry, ModelTarget } from "./model_registry.ts";
+import type { ProbeResult } from "./probe.ts";
+
+export type AliasOrigin = "api" | "replica";
+
+export interface AliasEvent {
+  at: Date;
+  alias: string;
+  /** switched: now serving `to`; rejected: `to` did not load or validate, `from` keeps serving. */
+  type: "switched" | "rejected";
+  action: "set" | "rollback" | "sync";
+  origin: AliasOrigin;
+  from: string | null;
+  to: string;
+  reason: string | null;
+  loadMs: number | null;
+  validateMs: number | null;
+  probeText: string | null;
+}
+
+export interface AliasSwitch {
+  alias: AliasRecord;
+  /** The target this replica serves the alias with now. */
+  serving: string;
+  /** False when the alias already pointed there. */
+  changed: boolean;
+  event: AliasEvent | null;
+}
+
+export interface AliasCoordinatorOptions {
+  store: Store;
+  registry: ModelRegistry;
+  /** Events kept per alias. Default 50. */
+  maxEvents?: number;
+  onEvent?: (event: AliasEvent) => void;
+}
+
+export const ALIAS_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** The `previous` target a store rollback would restore (same stack semantics as AliasQueries.rollback). */
+export function rollbackTarget(historyNewestFirst: readonly AliasHistoryEntry[]): string | null {
+  let pendingUndos = 0;
+  for (const row of historyNewestFirst) {
+    if (row.action === "rollback") pendingUndos++;
+    else if (pendingUndos > 0) pendingUndos--;
+    else return row.previous?.target ?? null;
+  }
+  return null;
+}
+
+export class AliasCoordinator {
+  readonly #store: Store;
+  readonly #registry: ModelRegistry;
+  readonly #maxEvents: number;
+  readonly #onEvent: (event: AliasEvent) => void;
+  readonly #events = new Map<string, AliasEvent[]>();
+  readonly #chains = new Map<string, Promise<unknown>>();
+  #unsubscribe: (() => Promise<void>) | null = null;
+
+  constructor(opts: AliasCoordinatorOptions) {
+    this.#store = opts.store;
+    this.#registry = opts.registry;
+    this.#maxEvents = opts.maxEvents ?? 50;
+    this.#onEvent = opts.onEvent ?? (() => {});
+  }
+
+  /** Serves every stored alias (targets load lazily) and follows changes from every replica. */
+  async start(): Promise<void> {
+    for (const row of await this.#store.aliases.list()) this.#registry.setAliasTarget(row.name, row.target);
+    this.#unsubscribe = await this.#store.aliases.subscribe((change) => {
+      this.#serial(change.alias, () => this.#reconcile(change.alias)).catch((e) =>
+        console.error(`alias ${change.alias}: reconcile failed: ${errorText(e)}`)
+      );
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#unsubscribe?.();
+    this.#unsubscribe = null;
+    await Promise.allSettled([...this.#chains.values()]);
+  }
+
+  /** Points `name` at `target` (a version name/id or a base model id) once the target validated. */
+  set(name: string, target: string, reason: string | null = null): Promise<AliasSwitch> {
+    return this.#serial(name, async () => {
+      await this.#checkName(name);
+      if (this.#registry.aliasTarget(target) !== undefined) {
+        throw new RegistryError(
+          "invalid_alias",
+          `target must be a version or base model, not an alias (${target})`,
+          "target",
+        );
+      }
+      const t = await this.#registry.target(target);
+      if (!t) throw new RegistryError("not_found", `No such model version or base model: ${target}`, "target");
+      const from = this.#registry.aliasTarget(name) ?? null;
+      if (from === t.id) {
+        // Serving it already; make sure the store agrees (a no-op when it does).
+        const { alias, changed } = await this.#store.aliases.set(name, storeTarget(t), reason);
+        return { alias, serving: t.id, changed, event: null };
+      }
+      const ready = await this.#prepare(name, "set", "api", from, t);
+      try {
+        const { alias, changed } = await this.#store.aliases.set(name, storeTarget(t), reason);
+        this.#registry.setAliasTarget(name, t.id);
+        return { alias, serving: t.id, changed, event: this.#switched(name, "set", "api", from, t, ready) };
+      } finally {
+        ready.lease.release();
+      }
+    });
+  }
+
+  /** Restores the alias's previous target (store stack semantics) once that target validated. */
+  rollback(name: string, reason: string | null = null): Promise<AliasSwitch> {
+    return this.#serial(name, async () => {
+      const current = await this.#store.aliases.find(name);
+      if (!current) throw new RegistryError("not_found", `No such alias: ${name}`, "alias");
+      const history = await this.#store.aliases.history(name, { limit: 10_000, order: "desc" });
+      const previous = rollbackTarget(history.data);
+      if (previous === null) {
+        throw new RegistryError("no_previous_target", `Alias ${name} has no previous target to roll back to`, "alias");
+      }
+      const t = await this.#registry.target(previous);
+      if (!t) throw new RegistryError("not_found", `The previous target ${previous} is not servable here`, "alias");
+      const from = this.#registry.aliasTarget(name) ?? null;
+      const ready = await this.#prepare(name, "rollback", "api", from, t);
+      try {
+        const alias = await this.#store.aliases.rollback(name, reason);
+        if (alias.target !== t.id) {
+          // Someone changed the alias in between; serve whatever the store says now.
+          await this.#reconcile(name);
+          return { alias, serving: this.#registry.aliasTarget(name) ?? alias.target, changed: true, event: null };
+        }
+        this.#registry.setAliasTarget(name, t.id);
+        return { alias, serving: t.id, changed: true, event: this.#switched(name, "rollback", "api", from, t, ready) };
+      } finally {
+        ready.lease.release();
+      }
+    });
+  }
+
+  async get(name: string): Promise<AliasRecord> {
+    const row = await this.#store.aliases.find(name);
+    if (!row) throw new RegistryError("not_found", `No such alias: ${name}`, "alias");
+    return row;
+  }
+
+  list(): Promise<AliasRecord[]> {
+    return this.#store.aliases.list();
+  }
+
+  history(name: string, limit = 100): Promise<Page<AliasHistoryEntry>> {
+    return this.#store.aliases.history(name, { limit, order: "desc" });
+  }
+
+  /** This replica's switch/rejection log for `name`, newest first. */
+  events(name: string): AliasEvent[] {
+    return [...(this.#events.get(name) ?? [])].reverse();
+  }
+
+  /** The target this replica serves `name` with (may lag the store while a switch validates). */
+  serving(name: string): string | null {
+    return this.#registry.aliasTarget(name) ?? null;
+  }
+
+  // ---------- internals ----------
+
+  async #checkName(name: string): Promise<void> {
+    if (!ALIAS_NAME_PATTERN.test(name) || name.startsWith("ftver-")) {
+      throw new RegistryError(
+        "invalid_alias",
+        `Invalid alias name '${
+          name.slice(0, 80)
+        }': 1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit`,
+        "name",
+      );
+    }
+    if (this.#registry.bases.has(name) || (await this.#registry.versions.find(name)) !== null) {
+      throw new RegistryError("conflict", `Alias ${name} would shadow the model of the same name`, "name");
+    }
+  }
+
+  /** Store row → local serving target, validating a new target first. */
+  async #reconcile(name: string): Promise<void> {
+    const row = await this.#store.aliases.find(name);
+    const from = this.#registry.aliasTarget(name) ?? null;
+    if (!row) {
+      this.#registry.setAliasTarget(name, null);
+      return;
+    }
+    if (row.target === from) return;
+    const t = await this.#registry.target(row.target);
+    if (!t) {
+      this.#record(name, "sync", "replica", from, row.target, `target ${row.target} is unknown on this replica`, null);
+      return;
+    }
+    let ready: Ready;
+    try {
+      ready = await this.#prepare(name, "sync", "replica", from, t);
+    } catch {
+      return; // recorded by #prepare; the old target keeps serving
+    }
+    try {
+      this.#registry.setAliasTarget(name, t.id);
+      this.#switched(name, "sync", "replica", from, t, ready);
+    } finally {
+      ready.lease.release();
+    }
+  }
+
+  /** Loads and validates `t`; on failure records a rejection and throws. */
+  async #prepare(
+    name: string,
+    action: AliasEvent["action"],
+    origin: AliasOrigin,
+    from: string | null,
+    t: ModelTarget,
+  ): Promise<Ready> {
+    const started = performance.now();
+    let lease: EngineLease;
+    try {
+      lease = await this.#registry.acquire(t);
+    } catch (e) {
+      const reason = `load failed: ${errorText(e)}`;
+      this.#record(name, action, origin, from, t.id, reason, null);
+      throw new RegistryError("load_failed", `${t.id} cannot be loaded for alias ${name}: ${errorText(e)}`, "target", {
+        cause: e,
+      });
+    }
+    const loadMs = performance.now() - started;
+    // A probe already run on this engine (e.g. when it was warmed) is reused, not rerun.
+    const probe = await this.#registry.validate(lease);
+    const validateMs = performance.now() - started - loadMs;
+    if (!probe.ok) {
+      lease.release();
+      // A broken engine must not be reused by the next attempt or a direct request.
+      this.#registry.pool.evict(t.id);
+      this.#record(name, action, origin, from, t.id, `validation failed: ${probe.reason}`, {
+        loadMs,
+        validateMs,
+        probe,
+      });
+      throw new RegistryError(
+        "validation_failed",
+        `${t.id} failed validation, alias ${name} still serves ${from ?? "nothing"}: ${probe.reason}`,
+        "target",
+      );
+    }
+    return { lease, loadMs, validateMs, probe };
+  }
+
+  #switched(
+    name: string,
+    action: AliasEvent["action"],
+    origin: AliasOrigin,
+    from: string | null,
+    t: ModelTarget,
+    ready: Ready,
+  ): AliasEvent {
+    return this.#push({
+      at: new Date(),
+      alias: name,
+      type: "switched",
+      action,
+      origin,
+      from,
+      to: t.id,
+      reason: null,
+      loadMs: ready.loadMs,
+      validateMs: ready.validateMs,
+      probeText: ready.probe.text,
+    });
+  }
+
+  #record(
+    name: string,
+    action: AliasEvent["action"],
+    origin: AliasOrigin,
+    from: string | null,
+    to: string,
+    reason: string,
+    timing: { loadMs: number; validateMs: number; probe: ProbeResult } | null,
+  ): void {
+    this.#push({
+      at: new Date(),
+      alias: name,
+      type: "rejected",
+      action,
+      origin,
+      from,
+      to,
+      reason,
+      loadMs: timing?.loadMs ?? null,
+      validateMs: timing?.validateMs ?? null,
+      probeText: timing?.probe.text ?? null,
+    });
+  }
+
+  #push(event: AliasEvent): AliasEvent {
+    const list = this.#events.get(event.alias) ?? [];
+    list.push(event);
+    if (list.length > this.#maxEvents) list.splice(0, list.length - this.#maxEvents);
+    this.#events.set(event.alias, list);
+    this.#onEvent(event);
+    return event;
+  }
+
+  /** Runs `fn` after every earlier change to `name` settled. */
+  #serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#chains.get(name) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(fn);
+    this.#chains.set(name, next);
+    const cleanup = () => {
+      if (this.#chains.get(name) === next) this.#chains.delete(name);
+    };
+    next.then(cleanup, cleanup);
+    return next;
+  }
+}
+
+interface Ready {
+  lease: EngineLease;
+  /** Time this switch spent loading and validating (0 when warmed before). */
+  loadMs: number;
+  validateMs: number;
+  probe: ProbeResult;
+}
+
+function storeTarget(t: ModelTarget): AliasTarget {
+  return t.kind === "version" ? { kind: "version", version: t.record.id } : { kind: "base_model", model: t.id };
+}

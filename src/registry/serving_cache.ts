@@ -1,0 +1,83 @@
+/**
+ * Serving directories of registry models, cached under DATA_DIR/compiled:
+ *
+ * - `patched/<key>`: base compiled model + graph patch (+ a version's delta),
+ *   keyed by the patch format, the base's compiled directory, the dtype and
+ *   the version's content hash. Kilobytes to write (see version_graph.ts).
+ * - `full/<key>`: a self-contained model directory compiled from the version's
+ *   merged weights (buildServingGraph over the version WeightSource); what
+ *   transformers.js needs, and the slow path (writes the whole model).
+ *
+ * Entries are built beside their final name and renamed into place, so a
+ * crash never leaves a half-written entry and concurrent builders agree.
+ */
+import { createHash } from "node:crypto";
+import type { ComputeDType } from "../model/decoder_graph.ts";
+import { exportModelDirectory, servingModelPath, type WeightSource } from "../model/serving_graph.ts";
+import type { DeltaArtifact } from "./delta_artifact.ts";
+import { writePatchedServingModel } from "./version_graph.ts";
+
+/** Bump when the patch a model compiles to changes. */
+export const PATCH_FORMAT = 1;
+
+function key(parts: Record<string, unknown>): string {
+  return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 24);
+}
+
+async function present(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** Builds `target` with `build(tmpDir)` unless its serving model exists already. */
+async function buildOnce(target: string, dtype: ComputeDType, build: (dir: string) => Promise<void>): Promise<string> {
+  if (await present(servingModelPath(target, dtype))) return target;
+  const root = target.slice(0, target.lastIndexOf("/"));
+  await Deno.mkdir(root, { recursive: true });
+  const tmp = await Deno.makeTempDir({ dir: root, prefix: ".build-" });
+  try {
+    await build(tmp);
+    await Deno.rename(tmp, target);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    // A concurrent builder may have won the rename.
+    if (!(await present(servingModelPath(target, dtype)))) throw e;
+  }
+  return target;
+}
+
+export interface PatchedEntry {
+  cacheRoot: string;
+  baseCompiledDir: string;
+  dtype: ComputeDType;
+  /** The version's delta and content hash; null for the base model itself. */
+  delta: { artifact: DeltaArtifact; hash: string } | null;
+}
+
+export async function patchedServingDir(e: PatchedEntry): Promise<string> {
+  const k = key({ v: PATCH_FORMAT, base: await Deno.realPath(e.baseCompiledDir), dtype: e.dtype, hash: e.delta?.hash });
+  return await buildOnce(`${e.cacheRoot}/patched/${k}`, e.dtype, async (dir) => {
+    await writePatchedServingModel(e.baseCompiledDir, e.dtype, e.delta?.artifact ?? null, dir);
+  });
+}
+
+export interface FullEntry {
+  cacheRoot: string;
+  /** Checkpoint directory of the base (config and tokenizer files are copied from it). */
+  baseDir: string;
+  dtype: ComputeDType;
+  hash: string;
+  source: WeightSource;
+}
+
+export async function fullServingDir(e: FullEntry): Promise<string> {
+  const k = key({ v: PATCH_FORMAT, full: true, base: await Deno.realPath(e.baseDir), dtype: e.dtype, hash: e.hash });
+  return await buildOnce(`${e.cacheRoot}/full/${k}`, e.dtype, async (dir) => {
+    await exportModelDirectory(e.source, e.baseDir, dir, e.dtype);
+  });
+}

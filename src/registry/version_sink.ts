@@ -1,0 +1,52 @@
+/**
+ * The job runner's view of the registry (its `VersionSink`): record a version
+ * when a job reaches a checkpoint or succeeds, promote an alias to it, and
+ * tell a resumed job which versions already exist.
+ *
+ * A final version is compiled inside createVersion (so before the job reports
+ * success); with `warm` its engine is also loaded and validated, so a later
+ * alias switch to it is a map write instead of a session load.
+ */
+import type { AliasCoordinator } from "./hot_swap.ts";
+import type { ModelRegistry } from "./model_registry.ts";
+import type { NewVersion } from "./types.ts";
+import type { VersionService } from "./versions.ts";
+import { errorText } from "./errors.ts";
+
+export interface RegistryVersionSinkOptions {
+  versions: VersionService;
+  registry: ModelRegistry;
+  coordinator: AliasCoordinator;
+  /**
+   * Load + validate final versions' engines right after creating them:
+   * "background" (default; createVersion does not wait), "await", or "none".
+   */
+  warm?: "background" | "await" | "none";
+}
+
+export class RegistryVersionSink {
+  readonly #o: RegistryVersionSinkOptions;
+
+  constructor(opts: RegistryVersionSinkOptions) {
+    this.#o = opts;
+  }
+
+  async createVersion(v: NewVersion): Promise<{ name: string }> {
+    const record = await this.#o.versions.createVersion(v);
+    const warm = this.#o.warm ?? "background";
+    if (v.kind === "final" && warm !== "none") {
+      const warming = this.#o.registry.warm(record.name);
+      if (warm === "await") await warming;
+      else warming.catch((e) => console.error(`warming ${record.name} failed: ${errorText(e)}`));
+    }
+    return { name: record.name };
+  }
+
+  async promoteAlias(alias: string, versionName: string): Promise<void> {
+    await this.#o.coordinator.set(alias, versionName, "promoted by its fine-tuning job");
+  }
+
+  async hasVersion(name: string): Promise<boolean> {
+    return (await this.#o.versions.find(name)) !== null;
+  }
+}

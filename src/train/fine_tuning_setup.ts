@@ -1,0 +1,37 @@
+/**
+ * Wires the fine-tuning service: one journal shared by the runner (which
+ * writes progress) and the API service (which writes user actions and
+ * watches), so live event streams wake at once. main.ts calls this, mounts
+ * `fineTuningRoutes({ service })`, awaits `runner.start()` and, on shutdown,
+ * `runner.stop()` before closing the store.
+ */
+import type { FileService } from "../store/file_service.ts";
+import type { Store } from "../store/store.ts";
+import { FineTuningService } from "./fine_tuning_service.ts";
+import { JobJournal, type JournalOptions } from "./job_events.ts";
+import { type BaseModels, JobRunner, type JobRunnerOptions, type VersionSink } from "./job_runner.ts";
+
+export interface FineTuningSetup {
+  store: Store;
+  files: FileService;
+  sink: VersionSink;
+  baseModels: BaseModels;
+  dataDir: string;
+  /** Runner tuning (device, threads, lease, …). */
+  runner?: Omit<JobRunnerOptions, "store" | "files" | "journal" | "sink" | "baseModels" | "dataDir">;
+  journal?: JournalOptions;
+}
+
+export interface FineTuning {
+  journal: JobJournal;
+  runner: JobRunner;
+  service: FineTuningService;
+}
+
+export function createFineTuning(setup: FineTuningSetup): FineTuning {
+  const { store, files, sink, baseModels, dataDir } = setup;
+  const journal = new JobJournal(store, setup.journal);
+  const runner = new JobRunner({ ...setup.runner, store, files, journal, sink, baseModels, dataDir });
+  const service = new FineTuningService({ store, files, journal, control: runner, baseModels });
+  return { journal, runner, service };
+}

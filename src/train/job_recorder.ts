@@ -1,0 +1,174 @@
+/**
+ * Persists one training run's reports in the order the worker posted them,
+ * without holding the worker up: messages and metrics become job events;
+ * each checkpoint becomes a registry version (`<ft model>:ckpt-step-N`), a
+ * store checkpoint row and an event. Also registers the final version and
+ * promotes the alias, and times steps for `estimated_finish`.
+ */
+import type { NewVersion } from "../registry/types.ts";
+import { StoreError } from "../store/errors.ts";
+import type { JobRecord } from "../store/job_queries.ts";
+import type { Store } from "../store/store.ts";
+import type { FineTuneResult } from "./fine_tune.ts";
+import type { JobJournal } from "./job_events.ts";
+import type { VersionSink } from "./job_runner.ts";
+import { checkpointModelName } from "./job_spec.ts";
+import type { TrainEvent } from "./job_worker_protocol.ts";
+import { SerialQueue } from "./serial_queue.ts";
+
+export interface RecorderDeps {
+  store: Store;
+  journal: JobJournal;
+  sink: VersionSink;
+  log: (message: string) => void;
+}
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Creates the version unless it exists (a run resumed after a crash re-reaches what it recorded before). */
+export async function createVersionOnce(sink: VersionSink, v: NewVersion): Promise<string> {
+  if (sink.hasVersion && await sink.hasVersion(v.name)) return v.name;
+  return (await sink.createVersion(v)).name;
+}
+
+export class RunRecorder {
+  readonly #queue: SerialQueue;
+  #first: { step: number; at: number } | null = null;
+  #last: { step: number; total: number; at: number } | null = null;
+
+  constructor(private readonly deps: RecorderDeps, private readonly job: JobRecord, readonly fineTunedModel: string) {
+    this.#queue = new SerialQueue((e) => deps.log(`job ${job.id}: recording progress failed: ${message(e)}`));
+  }
+
+  push(e: TrainEvent): void {
+    if (e.type === "metrics") this.#timeStep(e.step, e.totalSteps);
+    this.#queue.push(() => this.#record(e));
+  }
+
+  /** Resolves once everything pushed so far is persisted. */
+  drain(): Promise<void> {
+    return this.#queue.drain();
+  }
+
+  estimatedFinish(): Date | undefined {
+    const first = this.#first, last = this.#last;
+    if (!first || !last || last.step <= first.step) return undefined;
+    const perStep = (last.at - first.at) / (last.step - first.step);
+    return new Date(last.at + perStep * (last.total - last.step));
+  }
+
+  /** Registers the fine-tuned model; returns its name. */
+  async registerFinal(result: FineTuneResult): Promise<string> {
+    const name = await createVersionOnce(this.deps.sink, {
+      name: this.fineTunedModel,
+      kind: "final",
+      jobId: this.job.id,
+      baseModel: this.job.model,
+      deltas: result.deltas,
+      metrics: {
+        steps: result.steps,
+        trained_tokens: result.trainedTokens,
+        final_train_loss: result.finalTrainLoss,
+        ...(result.finalValidLoss !== undefined ? { final_valid_loss: result.finalValidLoss } : {}),
+      },
+    });
+    await this.deps.journal.append(this.job.id, { level: "info", message: `New fine-tuned model created: ${name}` });
+    return name;
+  }
+
+  /** Points `alias` at the model; a failure is a warning event, not a failed job. */
+  async promote(alias: string, name: string): Promise<void> {
+    const { sink, journal } = this.deps;
+    try {
+      if (!sink.promoteAlias) throw new Error("this server cannot change aliases");
+      await sink.promoteAlias(alias, name);
+      await journal.append(this.job.id, { level: "info", message: `Alias '${alias}' now points at ${name}` });
+    } catch (e) {
+      await journal.append(this.job.id, {
+        level: "warn",
+        message: `The model was not promoted to alias '${alias}': ${message(e)}`,
+      });
+    }
+  }
+
+  #timeStep(step: number, total: number): void {
+    const at = Date.now();
+    this.#first ??= { step, at };
+    this.#last = { step, total, at };
+  }
+
+  async #record(e: TrainEvent): Promise<void> {
+    const { journal } = this.deps;
+    const jobId = this.job.id;
+    switch (e.type) {
+      case "message":
+        await journal.append(jobId, { level: e.level, message: e.message });
+        return;
+      case "metrics": {
+        const valid = e.validLoss !== undefined ? `, validation loss=${e.validLoss.toFixed(4)}` : "";
+        await journal.append(jobId, {
+          level: "info",
+          type: "metrics",
+          message: `Step ${e.step}/${e.totalSteps}: training loss=${e.trainLoss.toFixed(4)}${valid}`,
+          data: {
+            step: e.step,
+            total_steps: e.totalSteps,
+            epoch: e.epoch,
+            train_loss: e.trainLoss,
+            train_mean_token_accuracy: e.tokenAccuracy,
+            ...(e.validLoss !== undefined ? { valid_loss: e.validLoss } : {}),
+            ...(e.validTokenAccuracy !== undefined ? { valid_mean_token_accuracy: e.validTokenAccuracy } : {}),
+            tokens_per_second: e.tokensPerSecond,
+            learning_rate: e.learningRate,
+            ...(e.scaling
+              ? { scaling: { columnwise_share: e.scaling.columnwiseShare, mean_alpha_beta: e.scaling.meanAlphaBeta } }
+              : {}),
+          },
+        });
+        return;
+      }
+      case "checkpoint":
+        await this.#recordCheckpoint(e);
+        return;
+    }
+  }
+
+  async #recordCheckpoint(e: Extract<TrainEvent, { type: "checkpoint" }>): Promise<void> {
+    const { store, journal, sink } = this.deps;
+    const jobId = this.job.id;
+    let name: string;
+    try {
+      name = await createVersionOnce(sink, {
+        name: checkpointModelName(this.fineTunedModel, e.step),
+        kind: "checkpoint",
+        jobId,
+        baseModel: this.job.model,
+        deltas: e.deltas,
+        metrics: e.metrics,
+      });
+    } catch (err) {
+      await journal.append(jobId, {
+        level: "warn",
+        message: `Checkpoint at step ${e.step} could not be registered: ${message(err)}`,
+      });
+      return;
+    }
+    try {
+      await store.checkpoints.add(jobId, {
+        step: e.step,
+        metrics: e.metrics,
+        // The registry version is the durable artifact (trainer states under the job dir are pruned).
+        artifactPath: `registry:${name}`,
+        fineTunedModelCheckpoint: name,
+      });
+    } catch (err) {
+      // Recorded by the run that died before this one.
+      if (!(err instanceof StoreError && err.code === "conflict")) throw err;
+    }
+    await journal.append(jobId, {
+      level: "info",
+      message: `Checkpoint created at step ${e.step}: ${name}`,
+      data: { step: e.step, fine_tuned_model_checkpoint: name },
+    });
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * A fine-tuning job's specification (pure): the API's hyperparameters —
+ * OpenAI's three (a number or "auto") plus the ScaLoRA extras — resolved once,
+ * at creation, into the concrete values stored with the job; how a stored job
+ * maps onto fineTune's options; and the names of its models.
+ *
+ * "auto" resolves from the training file's example count n (OpenAI's
+ * documented heuristics, so clients see the same kind of numbers):
+ * - n_epochs: 3, raised so that n x epochs reaches 100 (at most 25 epochs) and
+ *   lowered so that it stays under 25 000 (at least 1);
+ * - batch_size: about 0.2% of n, between 1 and 256;
+ * - learning_rate_multiplier: 1 (times BASE_LEARNING_RATE, a common LoRA rate);
+ * - checkpoint_every: the steps of one epoch (a checkpoint per epoch).
+ * Resolving at creation makes the stored job self-describing and its run
+ * reproducible: the runner never re-derives a value.
+ */
+import { z } from "zod";
+import type { FineTuneOptions } from "./fine_tune.ts";
+import { TARGET_MODULES, type TargetModule } from "./lm_training_graph.ts";
+
+/** learning_rate_multiplier x this = the optimizer's peak learning rate. */
+export const BASE_LEARNING_RATE = 2e-4;
+
+/** API `scaling` → fineTune `method`: column-wise ScaLoRA, its scalar variant, or plain LoRA. */
+export const SCALING_METHODS = { column: "scalora", scalar: "scalora-scalar", none: "lora" } as const;
+export type Scaling = keyof typeof SCALING_METHODS;
+export const SCALINGS = Object.keys(SCALING_METHODS) as Scaling[];
+
+export const LIMITS = {
+  nEpochs: { min: 1, max: 50 },
+  batchSize: { min: 1, max: 256 },
+  learningRateMultiplier: { max: 1000 },
+  rank: { min: 1, max: 256 },
+  alpha: { max: 4096 },
+  interval: { min: 1, max: 1_000_000 },
+  maxLength: { min: 8, max: 32_768 },
+  checkpointEvery: { min: 0, max: 1_000_000 },
+} as const;
+
+export const DEFAULTS = {
+  rank: 8,
+  /** alpha defaults to 2 x rank (scale s = alpha / rank = 2). */
+  alphaPerRank: 2,
+  scaling: "column" as Scaling,
+  interval: 10,
+  lipschitz: "auto" as const,
+  maxLength: 512,
+};
+
+/** What a request may set (after the HTTP layer's shape checks); absent or null = default / "auto". */
+export interface HyperparameterRequest {
+  n_epochs?: number | "auto" | null;
+  batch_size?: number | "auto" | null;
+  learning_rate_multiplier?: number | "auto" | null;
+  rank?: number | null;
+  alpha?: number | null;
+  scaling?: Scaling | null;
+  interval?: number | null;
+  lipschitz?: number | "auto" | null;
+  target_modules?: TargetModule[] | null;
+  max_length?: number | null;
+  checkpoint_every?: number | "auto" | null;
+}
+
+const ResolvedSchema = z.object({
+  n_epochs: z.number().int().min(1),
+  batch_size: z.number().int().min(1),
+  learning_rate_multiplier: z.number().positive(),
+  rank: z.number().int().min(1),
+  alpha: z.number().positive(),
+  scaling: z.enum(SCALINGS as [Scaling, ...Scaling[]]),
+  interval: z.number().int().min(1),
+  lipschitz: z.union([z.number().positive(), z.literal("auto")]),
+  target_modules: z.array(z.enum(TARGET_MODULES)).min(1),
+  max_length: z.number().int().min(2),
+  checkpoint_every: z.number().int().min(0),
+});
+
+/** The concrete values a job trains with (stored in the job's `hyperparameters` and `method`). */
+export type ResolvedHyperparameters = z.infer<typeof ResolvedSchema>;
+
+/** Training examples of a JSONL text = its non-blank lines (what the validator will tokenize). */
+export function autoEpochs(examples: number): number {
+  const n = Math.max(1, examples);
+  if (n * 3 < 100) return Math.min(25, Math.ceil(100 / n));
+  if (n * 3 > 25_000) return Math.max(1, Math.floor(25_000 / n));
+  return 3;
+}
+
+export function autoBatchSize(examples: number): number {
+  return Math.min(LIMITS.batchSize.max, Math.max(1, Math.ceil(0.002 * examples)));
+}
+
+/** Resolves every "auto" and default for a training set of `examples` examples. */
+export function resolveHyperparameters(req: HyperparameterRequest, examples: number): ResolvedHyperparameters {
+  const given = <T>(
+    v: T | "auto" | null | undefined,
+  ): T | null => (v === undefined || v === null || v === "auto" ? null : v);
+  const batchSize = given(req.batch_size) ?? autoBatchSize(examples);
+  const rank = given(req.rank) ?? DEFAULTS.rank;
+  const stepsPerEpoch = Math.max(1, Math.ceil(Math.max(1, examples) / batchSize));
+  return {
+    n_epochs: given(req.n_epochs) ?? autoEpochs(examples),
+    batch_size: batchSize,
+    learning_rate_multiplier: given(req.learning_rate_multiplier) ?? 1,
+    rank,
+    alpha: given(req.alpha) ?? DEFAULTS.alphaPerRank * rank,
+    scaling: given(req.scaling) ?? DEFAULTS.scaling,
+    interval: given(req.interval) ?? DEFAULTS.interval,
+    lipschitz: req.lipschitz ?? DEFAULTS.lipschitz,
+    target_modules: given(req.target_modules) ? [...new Set(req.target_modules)] : [...TARGET_MODULES],
+    max_length: given(req.max_length) ?? DEFAULTS.maxLength,
+    checkpoint_every: given(req.checkpoint_every) ?? stepsPerEpoch,
+  };
+}
+
+/** The job row's `method` column: OpenAI's method object plus our alias request. */
+export type StoredMethod = {
+  type: "supervised";
+  supervised: { hyperparameters: ResolvedHyperparameters };
+  /** On success, point this alias at the new version (null: leave aliases alone). */
+  promote_to_alias: string | null;
+};
+
+export function storedMethod(hp: ResolvedHyperparameters, promoteToAlias: string | null): StoredMethod {
+  return { type: "supervised", supervised: { hyperparameters: hp }, promote_to_alias: promoteToAlias };
+}
+
+const StoredMethodSchema = z.object({
+  type: z.literal("supervised"),
+  supervised: z.object({ hyperparameters: ResolvedSchema }),
+  promote_to_alias: z.string().nullable().default(null),
+});
+
+/** A job row's stored spec is not what this build writes (a bug or a foreign row). */
+export class JobSpecError extends Error {
+  override name = "JobSpecError";
+}
+
+/** Reads a stored job's spec back (the runner's view), checking it is one this build wrote. */
+export function parseStoredMethod(method: unknown): StoredMethod {
+  const r = StoredMethodSchema.safeParse(method);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new JobSpecError(
+      `the job's stored method is invalid at ${issue.path.join(".") || "(root)"}: ${issue.message}`,
+    );
+  }
+  return r.data;
+}
+
+/** `ft:<base>:<suffix>:<job-id>` (an empty suffix segment when none was given, as OpenAI does without an org). */
+export function fineTunedModelName(baseModel: string, suffix: string | null, jobId: string): string {
+  return `ft:${baseModel}:${suffix ?? ""}:${jobId}`;
+}
+
+export function checkpointModelName(fineTunedModel: string, step: number): string {
+  return `${fineTunedModel}:ckpt-step-${step}`;
+}
+
+/** Where a run lives and what it runs on: everything fineTune needs besides the spec. */
+export interface RunPlacement {
+  /** What fineTune opens: a local model directory or a hub id (cached under `<dataDir>/hub`). */
+  model: string;
+  dataDir: string;
+  trainText: string;
+  validationText?: string;
+  checkpointDir: string;
+  seed: number;
+  device?: "cpu" | "cuda";
+  threads?: number;
+}
+
+export type TrainOptions = Omit<FineTuneOptions, "onEvent" | "signal">;
+
+/** fineTune's options for a stored job. `resume` is always on: a fresh run has no checkpoint to resume. */
+export function trainOptions(hp: ResolvedHyperparameters, at: RunPlacement): TrainOptions {
+  return {
+    model: at.model,
+    dataDir: at.dataDir,
+    trainText: at.trainText,
+    ...(at.validationText !== undefined ? { validationText: at.validationText } : {}),
+    method: SCALING_METHODS[hp.scaling],
+    rank: hp.rank,
+    alpha: hp.alpha,
+    interval: hp.interval,
+    lipschitz: hp.lipschitz,
+    targetModules: [...hp.target_modules],
+    epochs: hp.n_epochs,
+    batchSize: hp.batch_size,
+    learningRate: hp.learning_rate_multiplier * BASE_LEARNING_RATE,
+    maxLength: hp.max_length,
+    seed: at.seed,
+    checkpointDir: at.checkpointDir,
+    checkpointEvery: hp.checkpoint_every,
+    resume: true,
+    ...(at.device !== undefined ? { device: at.device } : {}),
+    ...(at.threads !== undefined ? { threads: at.threads } : {}),
+  };
+}
+
+/** Counts the non-blank lines of a UTF-8 stream without holding it in memory. */
+export async function countJsonlLines(stream: ReadableStream<Uint8Array>): Promise<number> {
+  let count = 0, blank = true;
+  for await (const chunk of stream) {
+    for (const b of chunk) {
+      if (b === 0x0a) {
+        if (!blank) count++;
+        blank = true;
+      } else if (b !== 0x20 && b !== 0x09 && b !== 0x0d) {
+        blank = false;
+      }
+    }
+  }
+  return blank ? count : count + 1;
+}
