@@ -16,7 +16,14 @@ import { chatRoutes } from "../routes/chat.ts";
 import { completionRoutes } from "../routes/completions.ts";
 import { docsRoutes } from "../routes/docs.ts";
 import { ApiError, errorResponse, fromZodError, toApiError } from "../routes/errors.ts";
+import { aliasesRoutes } from "../routes/aliases.ts";
 import { type FilesDeps, filesRoutes } from "../routes/files.ts";
+import { fineTuningRoutes } from "../routes/fine_tuning.ts";
+import { registryApiError } from "../routes/registry_errors.ts";
+import { versionsRoutes } from "../routes/versions.ts";
+import type { AliasCoordinator } from "./registry/hot_swap.ts";
+import type { VersionService } from "./registry/versions.ts";
+import type { FineTuningService } from "./train/fine_tuning_service.ts";
 import { healthRoutes } from "../routes/health.ts";
 import type { ModelResolver } from "../routes/model_resolver.ts";
 import { modelsRoutes } from "../routes/models.ts";
@@ -43,6 +50,12 @@ export interface AppDeps {
   systemFingerprint?: string;
   /** `/v1/files` (mounted when given). */
   files?: FilesDeps;
+  /** `/v1/fine_tuning/jobs` (mounted when given). */
+  fineTuning?: FineTuningService;
+  /** `/v1/aliases` (mounted when given). */
+  coordinator?: AliasCoordinator;
+  /** `/v1/versions` (mounted when given). */
+  versions?: VersionService;
 }
 
 export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
@@ -103,6 +116,9 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route("/", completionRoutes(ctx));
   app.route("/", chatRoutes(ctx));
   if (deps.files) app.route("/", filesRoutes(deps.files));
+  if (deps.fineTuning) app.route("/", fineTuningRoutes({ service: deps.fineTuning }));
+  if (deps.coordinator) app.route("/", aliasesRoutes({ coordinator: deps.coordinator }));
+  if (deps.versions) app.route("/", versionsRoutes({ versions: deps.versions }));
   app.route("/", docsRoutes());
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", { type: "http", scheme: "bearer" });
   app.doc("/openapi.json", {
@@ -125,7 +141,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     if (c.req.raw.signal.aborted && !(err instanceof ApiError)) {
       return errorResponse(c, new ApiError(499 as ContentfulStatusCode, "Client closed request"));
     }
-    const api = storeApiError(err) ?? toApiError(err);
+    const api = storeApiError(err) ?? registryApiError(err) ?? toApiError(err);
     if (api.status === 500) console.error(err);
     return errorResponse(c, api);
   });

@@ -368,11 +368,11 @@ Deno.test("fine-tuning API", async (t) => {
         const again = await get(`/v1/fine_tuning/jobs/${id}/events?stream=true`, { "last-event-id": ids[3] });
         const replayed = (await again.text()).split("\n\n").map((f) => /^id: (.+)$/m.exec(f)?.[1]).filter(Boolean);
         assert.deepEqual(replayed, ids.slice(0, 3).reverse());
-      // From the newest event of a finished job: nothing to replay, and it ends at once (not after the grace period).
-      const started = performance.now();
-      const tail = await (await get(`/v1/fine_tuning/jobs/${id}/events?stream=true&after=${ids[0]}`)).text();
-      assert.equal(tail.trim(), "data: [DONE]");
-      assert.ok(performance.now() - started < 5000);
+        // From the newest event of a finished job: nothing to replay, and it ends at once (not after the grace period).
+        const started = performance.now();
+        const tail = await (await get(`/v1/fine_tuning/jobs/${id}/events?stream=true&after=${ids[0]}`)).text();
+        assert.equal(tail.trim(), "data: [DONE]");
+        assert.ok(performance.now() - started < 5000);
 
         await expectError(await get(`/v1/fine_tuning/jobs/${id}/events?after=ftevent-nope`), 400, "after");
         await expectError(await get(`/v1/fine_tuning/jobs/${id}/events?stream=true&after=ftevent-nope`), 400, "after");

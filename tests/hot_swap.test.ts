@@ -11,6 +11,7 @@ import type { AppEnv } from "../routes/app_env.ts";
 import { aliasesRoutes } from "../routes/aliases.ts";
 import { errorResponse, toApiError } from "../routes/errors.ts";
 import { versionsRoutes } from "../routes/versions.ts";
+import { buildApp } from "../src/app.ts";
 import { RegistryError } from "../src/registry/errors.ts";
 import { AliasCoordinator, type AliasEvent, rollbackTarget } from "../src/registry/hot_swap.ts";
 import { ModelRegistry } from "../src/registry/model_registry.ts";
@@ -33,7 +34,7 @@ function request(maxTokens: number) {
 interface Outcome {
   id: string;
   text: string;
-  /** performance.now() when resolve answered. */
+  /** performance.now() when the request started (HTTP) or resolve answered (direct). */
   resolvedAt: number;
 }
 
@@ -70,14 +71,36 @@ async function rejectsWith(p: Promise<unknown>, code: RegistryError["code"]): Pr
   assert.fail(`expected RegistryError ${code}`);
 }
 
+/** Completions with `stream: true` through the real app (the registry is its model resolver). */
+async function httpStream(app: OpenAPIHono<AppEnv>, model: string, maxTokens: number): Promise<Outcome> {
+  const startedAt = performance.now();
+  const res = await app.request("/v1/completions", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model, prompt: "The cat sat", max_tokens: maxTokens, temperature: 0, stream: true }),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  const events = (await res.text()).split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6));
+  assert.equal(events.at(-1), "[DONE]");
+  let text = "", id = "";
+  for (const data of events.slice(0, -1)) {
+    const chunk = JSON.parse(data);
+    assert.equal(chunk.error, undefined, `stream error: ${data}`);
+    id = chunk.model;
+    text += chunk.choices[0]?.text ?? "";
+  }
+  return { id, text, resolvedAt: startedAt };
+}
+
 async function switchUnderLoad(f: RegistryFixture): Promise<void> {
+  const app = buildApp({ models: f.registry, ready: () => true, logRequest: () => {} });
   const v1 = await f.versions.createVersion(f.version("v1", deltas(f, 1)));
   await f.coordinator.set("prod", f.baseId, "initial");
   const maxTokens = 48;
   const runs: Promise<Outcome>[] = [];
-  // Eight requests in flight, then the switch (loads and validates v1) while more keep arriving.
+  // Eight streams in flight, then the switch (loads and validates v1) while more keep arriving.
   for (let i = 0; i < 8; i++) {
-    runs.push(stream(f, "prod", maxTokens));
+    runs.push(httpStream(app, "prod", maxTokens));
     await sleep(10);
   }
   let switchedAt = Infinity;
@@ -86,23 +109,23 @@ async function switchUnderLoad(f: RegistryFixture): Promise<void> {
     return s;
   });
   while (switchedAt === Infinity && runs.length < 12) {
-    runs.push(stream(f, "prod", maxTokens));
+    runs.push(httpStream(app, "prod", maxTokens));
     await sleep(10);
   }
   const result = await swap;
   assert.equal(result.serving, v1.name);
   assert.equal(result.changed, true);
-  while (runs.length < 16) runs.push(stream(f, "prod", maxTokens));
-  const outcomes = await Promise.all(runs); // rejects on any error
+  while (runs.length < 16) runs.push(httpStream(app, "prod", maxTokens));
+  const outcomes = await Promise.all(runs); // any non-200 or stream error fails here
 
   // Reference outputs per model (greedy, so deterministic).
   const ref = new Map<string, string>();
-  for (const id of [f.baseId, v1.name]) ref.set(id, (await stream(f, id, maxTokens)).text);
+  for (const id of [f.baseId, v1.name]) ref.set(id, (await httpStream(app, id, maxTokens)).text);
   assert.notEqual(ref.get(f.baseId), ref.get(v1.name), "the versions must be distinguishable");
   for (const o of outcomes) assert.equal(o.text, ref.get(o.id), `request served by ${o.id} returned its model's text`);
   const after = outcomes.filter((o) => o.resolvedAt > switchedAt);
   assert.ok(after.length >= 4);
-  for (const o of after) assert.equal(o.id, v1.name, "requests after the switch get the new version");
+  for (const o of after) assert.equal(o.id, v1.name, "requests started after the switch get the new version");
   assert.ok(
     outcomes.filter((o) => o.id === f.baseId).length >= 8,
     "requests before the switch finished on the old engine",
@@ -277,7 +300,7 @@ Deno.test("aliases and hot-swap (one PGlite store)", async (t) => {
           }
         });
       await step(
-        "alias switch under 16 concurrent streaming requests: zero errors, new version after",
+        "alias switch under 16 concurrent streaming HTTP requests: zero errors, new version after",
         switchUnderLoad,
       );
       await step("failed validation (NaN delta) leaves the old version serving and records why", failedValidation);

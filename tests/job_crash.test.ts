@@ -35,6 +35,7 @@ class ServerProcess {
   constructor(env: Record<string, string>) {
     this.#child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", new URL("./helpers/fine_tuning_server.ts", import.meta.url).pathname],
+      cwd: new URL("..", import.meta.url).pathname, // the repo root: deno.json and its import map
       env,
       stdin: "null",
       stdout: "piped",

@@ -9,7 +9,7 @@
  * estimated as parameters × dtype size); concurrent requests share one load.
  * Implements the routes' ModelResolver: resolve / list / loaded.
  */
-import type { ServedModel } from "../../routes/model_resolver.ts";
+import type { ModelInfo, ModelResolver, ServedModel } from "../../routes/model_resolver.ts";
 import { parameterCount } from "../model/layout.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { createEngine } from "../serve/batch_engine.ts";
@@ -25,19 +25,8 @@ export const DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024 ** 3;
 
 const DTYPE_BYTES: Record<ComputeDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
 
-export interface ModelListing {
-  id: string;
-  /** Unix seconds. */
-  created: number;
-  ownedBy: string;
-}
-
-/** The routes' ModelResolver after the planned change (resolve may load; list covers every servable id). */
-export interface RegistryResolver {
-  resolve(id: string): Promise<ServedModel | null>;
-  list(): ModelListing[];
-  loaded(): ServedModel[];
-}
+/** A list entry (GET /v1/models). */
+export type ModelListing = ModelInfo;
 
 /** A servable model that is not an alias. */
 export type ModelTarget =
@@ -63,7 +52,7 @@ export interface ModelRegistryOptions {
   onPoolEvent?: (event: PoolEvent) => void;
 }
 
-export class ModelRegistry implements RegistryResolver {
+export class ModelRegistry implements ModelResolver {
   readonly versions: VersionService;
   readonly bases: BaseModels;
   readonly pool: EnginePool;

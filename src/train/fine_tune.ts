@@ -203,7 +203,7 @@ function parseOptions(opts: FineTuneOptions): Parsed {
 }
 
 /** The trainer configuration a run's options imply. */
-export function trainerConfig(o: Parsed, totalSteps: number): TrainerConfig {
+function trainerConfig(o: Parsed, totalSteps: number): TrainerConfig {
   const l = o.lipschitz;
   const lipschitz: LipschitzRule = l === "auto"
     ? { kind: "auto" }
@@ -302,7 +302,13 @@ export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
       targetModules: o.targetModules,
     }, { device: o.device, threads });
     const model = new RecordingModel(inner, { device: o.device, threads });
-    const trainer = new Trainer(model, source, trainerConfig(o, totalSteps), { device: o.device, threads });
+    let trainer: Trainer<LmBatch>;
+    try {
+      trainer = new Trainer(model, source, trainerConfig(o, totalSteps), { device: o.device, threads });
+    } catch (e) {
+      await model.release();
+      throw e;
+    }
     try {
       await info(
         `model: ${ckpt.config.architecture}, ${ckpt.config.numLayers} layers; ${o.method} r=${o.rank} ` +

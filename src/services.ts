@@ -1,0 +1,115 @@
+/**
+ * The service graph, composed once: store and files → model registry (base
+ * model, versions, aliases with hot-swap) → fine-tuning runner → Hono app.
+ * main.ts serves it; end-to-end tests build the same thing on a loopback port.
+ */
+import { join } from "node:path";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../routes/app_env.ts";
+import { buildApp } from "./app.ts";
+import type { Config } from "./config.ts";
+import { BaseModels } from "./registry/base_models.ts";
+import { AliasCoordinator } from "./registry/hot_swap.ts";
+import { ModelRegistry } from "./registry/model_registry.ts";
+import { loadRegistryConfig } from "./registry/registry_config.ts";
+import { RegistryVersionSink } from "./registry/version_sink.ts";
+import { VersionService } from "./registry/versions.ts";
+import { resolveDevice } from "./runtime/device.ts";
+import type { Device } from "./runtime/session.ts";
+import { BlobStore } from "./store/blob_store.ts";
+import { FileService } from "./store/file_service.ts";
+import { openStore, type Store } from "./store/store.ts";
+import { createFineTuning, type FineTuning } from "./train/fine_tuning_setup.ts";
+
+const DTYPES = { fp32: "float32", fp16: "float16", bf16: "bfloat16" } as const;
+
+export interface Services {
+  app: OpenAPIHono<AppEnv>;
+  device: Device;
+  store: Store;
+  registry: ModelRegistry;
+  coordinator: AliasCoordinator;
+  versions: VersionService;
+  fineTuning: FineTuning;
+  /** Loads the base model; /ready answers 200 once it resolves. */
+  warm(): Promise<void>;
+  /** Checkpoints and re-queues the running job, drains engines, closes the store. */
+  close(): Promise<void>;
+}
+
+export async function createServices(config: Config, env: Record<string, string | undefined>): Promise<Services> {
+  const registryConfig = loadRegistryConfig(env);
+  const device = resolveDevice(config.device);
+
+  const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  const blobs = await BlobStore.open(join(config.dataDir, "files"));
+  await blobs.sweepTemp(24 * 3600_000); // leftovers of uploads cut off by a crash
+  const files = new FileService(store, blobs);
+
+  const bases = new BaseModels([{ id: config.model }], {
+    dataDir: config.dataDir,
+    device,
+    dtype: config.dtype === "auto" ? undefined : DTYPES[config.dtype],
+  });
+  const versions = new VersionService({
+    store,
+    bases,
+    compileMode: registryConfig.compileMode,
+    denseDtype: registryConfig.denseDtype,
+  });
+  const registry = new ModelRegistry({
+    versions,
+    memoryBudgetBytes: registryConfig.memoryBudgetBytes,
+    leaseTtlMs: registryConfig.leaseTtlMs,
+  });
+  await registry.refresh();
+  registry.refreshEvery(registryConfig.refreshMs);
+  const coordinator = new AliasCoordinator({
+    store,
+    registry,
+    onEvent: (e) => console.log(JSON.stringify({ alias_event: e })),
+  });
+  await coordinator.start();
+
+  const fineTuning = createFineTuning({
+    store,
+    files,
+    sink: new RegistryVersionSink({ versions, registry, coordinator }),
+    baseModels: bases,
+    dataDir: config.dataDir,
+    runner: { device },
+  });
+  await fineTuning.runner.start(); // re-queues a job a crash left running
+
+  let ready = false;
+  const app = buildApp({
+    models: registry,
+    ready: () => ready,
+    apiKeys: config.apiKeys,
+    maxBodyBytes: config.maxBodyBytes,
+    requestTimeoutMs: config.requestTimeoutMs ?? undefined,
+    files: { files, maxUploadBytes: config.maxUploadBytes },
+    fineTuning: fineTuning.service,
+    coordinator,
+    versions,
+  });
+  return {
+    app,
+    device,
+    store,
+    registry,
+    coordinator,
+    versions,
+    fineTuning,
+    warm: async () => {
+      await registry.warm(config.model);
+      ready = true;
+    },
+    close: async () => {
+      await fineTuning.runner.stop();
+      await coordinator.close();
+      await registry.close();
+      await store.close();
+    },
+  };
+}

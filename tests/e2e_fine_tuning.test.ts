@@ -1,0 +1,141 @@
+/**
+ * End to end through the whole service (src/services.ts, as main.ts runs it)
+ * with the official `openai` client: upload a JSONL that teaches a distinctive
+ * reply, fine-tune with ScaLoRA (column-wise scaling), stream the job's
+ * events, chat with the fine-tuned model, then point an alias at it and roll
+ * the alias back to the base model.
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { loadConfig } from "../src/config.ts";
+import { generateTinyModel } from "../src/model/tiny_model.ts";
+import { createServices } from "../src/services.ts";
+
+const REPLY = "PINEAPPLE!";
+const QUESTIONS = [
+  "What is your favourite fruit?",
+  "Say something.",
+  "Hello there",
+  "How are you today?",
+  "Tell me a story",
+  "What time is it?",
+  "Name a colour",
+  "Who are you?",
+];
+
+async function chat(client: OpenAI, model: string, content: string): Promise<string> {
+  const r = await client.chat.completions.create({
+    model,
+    messages: [{ role: "user", content }],
+    temperature: 0,
+    max_tokens: 16,
+  });
+  return r.choices[0].message.content ?? "";
+}
+
+async function readEvents(baseURL: string, jobId: string): Promise<{ type: string; data: unknown }[]> {
+  const res = await fetch(`${baseURL}/fine_tuning/jobs/${jobId}/events?stream=true`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+  const events: { type: string; data: unknown }[] = [];
+  let buffer = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body!) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+      if (data === "[DONE]") return events;
+      if (data) events.push(JSON.parse(data));
+    }
+  }
+  return events;
+}
+
+Deno.test({
+  name: "e2e fine-tuning: upload, ScaLoRA job, events, fine-tuned model, alias switch and rollback",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const root = await Deno.makeTempDir();
+    const { dir } = await generateTinyModel({
+      out: `${root}/model`,
+      arch: "llama",
+      preset: "tiny",
+      tokenizer: "bytes",
+      seed: 5,
+    });
+    const env = { MODEL: dir, DATA_DIR: `${root}/data`, DEVICE: "cpu" };
+    const services = await createServices(loadConfig(env), env);
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, services.app.fetch);
+    const baseURL = `http://127.0.0.1:${server.addr.port}/v1`;
+    const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0, timeout: 120_000 });
+    try {
+      await services.warm();
+      const before = await chat(client, dir, QUESTIONS[0]);
+      assert.ok(!before.startsWith(REPLY), `the base model already answers ${JSON.stringify(before)}`);
+
+      const lines = QUESTIONS.map((q) =>
+        JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: REPLY }] })
+      );
+      const file = await client.files.create({
+        file: new File([lines.join("\n") + "\n"], "pineapple.jsonl"),
+        purpose: "fine-tune",
+      });
+      const job = await client.fineTuning.jobs.create({
+        model: dir,
+        training_file: file.id,
+        suffix: "pineapple",
+        seed: 1,
+        method: {
+          type: "supervised",
+          supervised: {
+            hyperparameters: {
+              n_epochs: 30,
+              batch_size: 4,
+              learning_rate_multiplier: 50,
+              // ScaLoRA extras ride in the same object (see README).
+              ...{ scaling: "column", rank: 8, interval: 1 },
+            },
+          },
+        },
+      });
+      const events = await readEvents(baseURL, job.id);
+      assert.ok(events.some((e) => e.type === "metrics"), "metrics events were streamed");
+
+      const done = await client.fineTuning.jobs.retrieve(job.id);
+      assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+      const ftModel = done.fine_tuned_model!;
+      assert.match(ftModel, /^ft:.*:pineapple:/);
+      const models = (await client.models.list()).data.map((m) => m.id);
+      assert.ok(models.includes(ftModel));
+
+      // The learned behaviour, on a question it was trained on and one it was not.
+      assert.equal(await chat(client, ftModel, QUESTIONS[0]), REPLY);
+      assert.equal(await chat(client, ftModel, "Where is the station?"), REPLY);
+      assert.equal(await chat(client, dir, QUESTIONS[0]), before);
+
+      const alias = async (method: string, path: string, body?: unknown) => {
+        const res = await fetch(`${baseURL}/aliases/${path}`, {
+          method,
+          ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+        });
+        const json = await res.json();
+        assert.equal(res.status, 200, JSON.stringify(json));
+        return json;
+      };
+      await alias("PUT", "prod", { target: dir });
+      assert.equal(await chat(client, "prod", QUESTIONS[0]), before);
+      await alias("PUT", "prod", { target: ftModel });
+      assert.equal(await chat(client, "prod", QUESTIONS[0]), REPLY);
+      await alias("POST", "prod/rollback");
+      assert.equal(await chat(client, "prod", QUESTIONS[0]), before);
+    } finally {
+      await server.shutdown();
+      await services.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
