@@ -102,7 +102,10 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     },
   });
   // File uploads stream to disk under their own, larger limit (routes/files.ts).
-  app.use("*", (c, next) => deps.files && c.req.method === "POST" && c.req.path === "/v1/files" ? next() : limitBody(c, next));
+  app.use(
+    "*",
+    (c, next) => deps.files && c.req.method === "POST" && c.req.path === "/v1/files" ? next() : limitBody(c, next),
+  );
   if (deps.apiKeys && deps.apiKeys.length > 0) app.use("/v1/*", bearerKeyAuth(deps.apiKeys));
 
   const ctx = {

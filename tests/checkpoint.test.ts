@@ -17,7 +17,6 @@ async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "checkpoint-test-" });
 }
 
-
 async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];
   for await (const e of Deno.readDir(dir)) names.push(e.name);

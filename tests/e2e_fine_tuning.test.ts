@@ -120,7 +120,9 @@ Deno.test({
       const alias = async (method: string, path: string, body?: unknown) => {
         const res = await fetch(`${baseURL}/aliases/${path}`, {
           method,
-          ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+          ...(body === undefined
+            ? {}
+            : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
         });
         const json = await res.json();
         assert.equal(res.status, 200, JSON.stringify(json));

@@ -31,7 +31,6 @@ function craft(header: Record<string, unknown> | string, data: Uint8Array = new 
   return out;
 }
 
-
 /** Oracle for f32 -> bf16 RNE, by comparing the two neighbouring bf16 values in f64. */
 function bf16Reference(x: number): number {
   const bits = f32ToBits(x);

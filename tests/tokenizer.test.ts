@@ -9,11 +9,7 @@ import {
   type Tokenizer,
   TokenizerLoadError,
 } from "../src/model/tokenizer.ts";
-import {
-  bytesTokenizerFiles,
-  qwen3TokenizerFiles,
-  type TokenizerFiles,
-} from "../src/model/tokenizer_files.ts";
+import { bytesTokenizerFiles, qwen3TokenizerFiles, type TokenizerFiles } from "../src/model/tokenizer_files.ts";
 
 const tempDirs: string[] = [];
 globalThis.addEventListener("unload", () => {
@@ -79,8 +75,7 @@ const CONVO = [
   { role: "system", content: "You are terse." },
   { role: "user", content: "Héllo 你好 🎉?" },
 ];
-const CHATML =
-  "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHéllo 你好 🎉?<|im_end|>\n";
+const CHATML = "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHéllo 你好 🎉?<|im_end|>\n";
 
 // ------------------------------------------------------------------ bytes --
 

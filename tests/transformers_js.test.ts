@@ -17,7 +17,13 @@ for (const arch of ["llama", "qwen3"] as const) {
   Deno.test(`transformers.js loads the exported ${arch} directory: same logits and greedy continuation`, async () => {
     const root = await Deno.makeTempDir();
     try {
-      const { dir } = await generateTinyModel({ out: `${root}/model`, arch, preset: "tiny", tokenizer: "bytes", seed: 3 });
+      const { dir } = await generateTinyModel({
+        out: `${root}/model`,
+        arch,
+        preset: "tiny",
+        tokenizer: "bytes",
+        seed: 3,
+      });
       const model = await loadModel(dir, { dataDir: `${root}/data`, device: "cpu" });
       const promptIds = model.tokenizer.encodeChat([{ role: "user", content: "Tell me a story." }], {
         addGenerationPrompt: true,

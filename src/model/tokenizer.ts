@@ -3,11 +3,7 @@
  * transformers.js (`AutoTokenizer.from_pretrained`), loaded fully offline.
  */
 import "../runtime/ort_env.ts"; // must run before transformers.js loads onnxruntime
-import {
-  AutoTokenizer,
-  env,
-  type PreTrainedTokenizer,
-} from "@huggingface/transformers";
+import { AutoTokenizer, env, type PreTrainedTokenizer } from "@huggingface/transformers";
 import { resolve } from "node:path";
 
 export interface ChatMessage {
@@ -87,9 +83,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   }
   // Newer HF exports keep the template in chat_template.jinja, which
   // transformers.js 4.3.2 only reads for processors, not tokenizers.
-  const jinjaTemplate = hf.chat_template
-    ? null
-    : await readOptionalText(`${abs}/chat_template.jinja`);
+  const jinjaTemplate = hf.chat_template ? null : await readOptionalText(`${abs}/chat_template.jinja`);
   const genEos = await eosFromJson(`${abs}/generation_config.json`) ??
     await eosFromJson(`${abs}/config.json`) ?? [];
   return new HfTokenizer(hf, abs, jinjaTemplate, genEos);

@@ -50,9 +50,7 @@ export function byteToUnicode(): string[] {
   const out: string[] = new Array(256);
   let shifted = 0;
   for (let b = 0; b < 256; b++) {
-    out[b] = printable.includes(b)
-      ? String.fromCharCode(b)
-      : String.fromCharCode(256 + shifted++);
+    out[b] = printable.includes(b) ? String.fromCharCode(b) : String.fromCharCode(256 + shifted++);
   }
   return out;
 }
@@ -80,11 +78,8 @@ export function bytesTokenizerFiles(
   const symbols = byteToUnicode();
   const vocab: Record<string, number> = {};
   symbols.forEach((sym, byte) => vocab[sym] = byte);
-  const specials = BYTES_SPECIALS.map((content, i) =>
-    addedToken(256 + i, content)
-  );
-  const idOf = (content: string) =>
-    256 + BYTES_SPECIALS.indexOf(content as typeof BYTES_SPECIALS[number]);
+  const specials = BYTES_SPECIALS.map((content, i) => addedToken(256 + i, content));
+  const idOf = (content: string) => 256 + BYTES_SPECIALS.indexOf(content as typeof BYTES_SPECIALS[number]);
 
   const byteLevel = {
     type: "ByteLevel",

@@ -218,9 +218,7 @@ const inference: Record<string, Infer> = {
       const known = shape.filter((_, i) => i !== inferred);
       const total = x.shape?.reduce<Shape[number]>((a, d) => mulDims(a, d), 1);
       const rest = known.reduce<Shape[number]>((a, d) => mulDims(a, d), 1);
-      shape[inferred] = typeof total === "number" && typeof rest === "number"
-        ? total / rest
-        : b.freshSymbol();
+      shape[inferred] = typeof total === "number" && typeof rest === "number" ? total / rest : b.freshSymbol();
     }
     return [{ dtype: x.dtype, shape }];
   },

@@ -26,6 +26,8 @@ export async function createSession(modelPath: string, opts: SessionOptions): Pr
     });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    throw new SessionError(`cannot create an onnxruntime session for ${modelPath} on ${opts.device}: ${msg.split("\n")[0]}`);
+    throw new SessionError(
+      `cannot create an onnxruntime session for ${modelPath} on ${opts.device}: ${msg.split("\n")[0]}`,
+    );
   }
 }

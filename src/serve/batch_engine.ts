@@ -10,7 +10,7 @@
  */
 import { servingModelPath } from "../model/serving_graph.ts";
 import { ModelWorker } from "../runtime/worker_client.ts";
-import { type LoadedModel, type PreparedModel, type PrepareOptions, prepareModel } from "./load_model.ts";
+import { type LoadedModel, type PreparedModel, prepareModel, type PrepareOptions } from "./load_model.ts";
 import { BatchScheduler, type SchedulerOptions } from "./scheduler.ts";
 
 export interface CreateEngineOptions extends PrepareOptions, SchedulerOptions {

@@ -54,7 +54,9 @@ export async function prepareModel(source: string, opts: PrepareOptions = {}): P
   const device = resolveDevice(opts.device ?? "auto");
   const dtype = opts.dtype ?? defaultDtype(device);
   if (dtype === "bfloat16" && device === "cpu") {
-    throw new SessionError("bf16 needs DEVICE=cuda: onnxruntime's CPU kernels have no bfloat16 arithmetic (use fp32 or fp16)");
+    throw new SessionError(
+      "bf16 needs DEVICE=cuda: onnxruntime's CPU kernels have no bfloat16 arithmetic (use fp32 or fp16)",
+    );
   }
   const dataDir = opts.dataDir ?? "./data";
   const ckpt = await openCheckpoint(source, { cacheDir: `${dataDir}/hub` });

@@ -37,7 +37,12 @@ export const VARIANTS: Record<string, ModelConfig> = {
   }),
   smollm2_tied_linear_rope: tinyConfig({ tieWordEmbeddings: true, ropeScaling: { type: "linear", factor: 2 } }),
   mistral_sliding_window: tinyConfig({ architecture: "mistral", modelType: "mistral", slidingWindow: 5 }),
-  qwen2_qkv_bias: tinyConfig({ architecture: "qwen2", modelType: "qwen2", attentionBias: true, tieWordEmbeddings: true }),
+  qwen2_qkv_bias: tinyConfig({
+    architecture: "qwen2",
+    modelType: "qwen2",
+    attentionBias: true,
+    tieWordEmbeddings: true,
+  }),
   qwen3_qk_norm_wide_heads: tinyConfig({
     architecture: "qwen3",
     modelType: "qwen3",
@@ -59,7 +64,11 @@ export function randomModel(config: ModelConfig, seed = 1): MemoryModel {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
     const isNorm = name.endsWith("norm.weight");
-    const scale = name.endsWith(".bias") ? 0.1 : shape.length === 2 && !name.includes("embed") ? 1 / Math.sqrt(shape[1]) : 1;
+    const scale = name.endsWith(".bias")
+      ? 0.1
+      : shape.length === 2 && !name.includes("embed")
+      ? 1 / Math.sqrt(shape[1])
+      : 1;
     for (let i = 0; i < n; i++) data[i] = isNorm ? 1 + 0.1 * rng.normal() : scale * rng.normal();
     tensors.set(name, { data, shape });
   }
