@@ -74,7 +74,9 @@ export async function createServices(config: Config, env: Record<string, string 
   const fineTuning = createFineTuning({
     store,
     files,
-    sink: new RegistryVersionSink({ versions, registry, coordinator }),
+    // "await": a job reports success once its model is loaded and validated, so
+    // the first request to it (or to an alias switched to it) is served at once.
+    sink: new RegistryVersionSink({ versions, registry, coordinator, warm: "await" }),
     baseModels: bases,
     dataDir: config.dataDir,
     runner: { device },

@@ -19,7 +19,9 @@ export interface RegistryVersionSinkOptions {
   coordinator: AliasCoordinator;
   /**
    * Load + validate final versions' engines right after creating them:
-   * "background" (default; createVersion does not wait), "await", or "none".
+   * "background" (default; createVersion does not wait), "await" (the job
+   * reports success once its model is ready to serve), or "none". A failed
+   * warm-up is logged, never fails the job: the version exists either way.
    */
   warm?: "background" | "await" | "none";
 }
@@ -35,9 +37,9 @@ export class RegistryVersionSink {
     const record = await this.#o.versions.createVersion(v);
     const warm = this.#o.warm ?? "background";
     if (v.kind === "final" && warm !== "none") {
-      const warming = this.#o.registry.warm(record.name);
+      const warming = this.#o.registry.warm(record.name)
+        .catch((e) => console.error(`warming ${record.name} failed: ${errorText(e)}`));
       if (warm === "await") await warming;
-      else warming.catch((e) => console.error(`warming ${record.name} failed: ${errorText(e)}`));
     }
     return { name: record.name };
   }
