@@ -21,7 +21,8 @@ import {
   type TextStreamer,
 } from "@huggingface/transformers";
 import { parameterCount } from "../src/model/layout.ts";
-import { generateTinyModel, type TinyPreset } from "../src/model/tiny_model.ts";
+import type { TinyPreset } from "../src/model/tiny_model.ts";
+import { benchModel } from "./bench_model.ts";
 import { configureTransformersOffline } from "../src/model/tokenizer.ts";
 import { generate } from "../src/serve/generate.ts";
 import { loadModel, prepareModel } from "../src/serve/load_model.ts";
@@ -56,13 +57,7 @@ function copyBandwidth(): number {
   return (2 * n * 4) / median(times);
 }
 
-const root = `./data/bench/${preset}`;
-const modelDir = `${root}/model`;
-try {
-  await Deno.stat(`${modelDir}/config.json`);
-} catch {
-  await generateTinyModel({ out: modelDir, arch: "llama", preset, tokenizer: "bytes", seed: 0 });
-}
+const { modelDir, dataDir } = await benchModel(preset);
 // Each engine is loaded alone and released before the other runs (two live
 // sessions slow each other down through their thread pools), alternating for
 // `runs` rounds so drift in machine load hits both alike.
@@ -145,7 +140,6 @@ function summarize(s: Sample) {
   return { prefill_tok_s: median(s.prefill), decode_tok_s: median(s.decode) };
 }
 
-const dataDir = `${root}/data`;
 // Compile once up front (cached), so both engines read the same exported directory.
 const { compiledDir, config } = await prepareModel(modelDir, { dataDir, device: "cpu" });
 const oursSample: Sample = { prefill: [], decode: [] }, theirsSample: Sample = { prefill: [], decode: [] };

@@ -28,7 +28,8 @@ import { streamSSE } from "hono/streaming";
 import { parseArgs } from "node:util";
 import { staticResolver } from "../routes/model_resolver.ts";
 import { buildApp } from "../src/app.ts";
-import { generateTinyModel, type TinyPreset } from "../src/model/tiny_model.ts";
+import type { TinyPreset } from "../src/model/tiny_model.ts";
+import { benchModel } from "./bench_model.ts";
 import { configureTransformersOffline } from "../src/model/tokenizer.ts";
 import { createEngine } from "../src/serve/batch_engine.ts";
 import { prepareModel } from "../src/serve/load_model.ts";
@@ -51,14 +52,7 @@ const levels = values.levels.split(",").map(Number);
 const perStream = Number(values["requests-per-stream"]);
 const levelSeconds = Number(values["level-seconds"]);
 
-const root = `./data/bench/${preset}`;
-const modelDir = `${root}/model`;
-const dataDir = `${root}/data`;
-try {
-  await Deno.stat(`${modelDir}/config.json`);
-} catch {
-  await generateTinyModel({ out: modelDir, arch: "llama", preset, tokenizer: "bytes", seed: 0 });
-}
+const { modelDir, dataDir } = await benchModel(preset);
 const MODEL = `bench/${preset}`;
 
 // ---------- client ----------

@@ -21,7 +21,8 @@
 import { parseArgs } from "node:util";
 import { parameterCount } from "../src/model/layout.ts";
 import { Rng } from "../src/model/rng.ts";
-import { generateTinyModel, type TinyPreset } from "../src/model/tiny_model.ts";
+import type { TinyPreset } from "../src/model/tiny_model.ts";
+import { benchModel } from "./bench_model.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { BaseModels } from "../src/registry/base_models.ts";
 import { AliasCoordinator } from "../src/registry/hot_swap.ts";
@@ -45,15 +46,8 @@ const RANK = 8, MERGES = 10, SCALE = 0.02;
 const loadAvg = async () => (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ").slice(0, 3).join(" ");
 const loadAtStart = await loadAvg();
 
-const root = `./data/bench/${preset}`;
-const modelDir = `${root}/model`;
 // The decode bench's data dir: its compiled base model is reused (a served base is compiled already).
-const dataDir = `${root}/data`;
-try {
-  await Deno.stat(`${modelDir}/config.json`);
-} catch {
-  await generateTinyModel({ out: modelDir, arch: "llama", preset, tokenizer: "bytes", seed: 0 });
-}
+const { modelDir, dataDir } = await benchModel(preset);
 for (const stale of ["versions", "compiled/patched", "compiled/full", "exports"]) {
   await Deno.remove(`${dataDir}/${stale}`, { recursive: true }).catch(() => {});
 }

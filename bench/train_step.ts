@@ -26,7 +26,7 @@
 import { parseArgs } from "node:util";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { Rng } from "../src/model/rng.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
+import { benchModel } from "./bench_model.ts";
 import { collate, type LmBatch } from "../src/train/batching.ts";
 import { initAdapterFactors, LmTrainingModel } from "../src/train/lm_training_graph.ts";
 import { RecordingModel } from "../src/train/merge_log.ts";
@@ -50,11 +50,7 @@ const batchSize = Number(values.batch), seqLen = Number(values.seq), threads = N
 const I10 = 10;
 if (measured < 2 || I10 - measured + 1 < warm) throw new Error("need 2 <= --steps and --warm + --steps <= 11");
 
-const modelDir = "./data/bench/smollm2-135m/model";
-if (!(await Deno.stat(`${modelDir}/config.json`).catch(() => null))) {
-  console.error("generating the smollm2-135m preset ...");
-  await generateTinyModel({ out: modelDir, arch: "llama", preset: "smollm2-135m", tokenizer: "bytes", seed: 0 });
-}
+const { modelDir } = await benchModel("smollm2-135m");
 
 /** The same batch forever: every step costs the same. */
 class FixedBatch implements BatchSource<LmBatch> {

@@ -10,6 +10,7 @@ import { describeError, ModelLoadError } from "./errors.ts";
 import { downloadFromHub, type HubOptions, isHubId, parseWeightMap } from "./hub.ts";
 import { weightLayout } from "./layout.ts";
 import { FLOAT_DTYPES, type FloatDtype, isFloatDtype, SafetensorsFile } from "./safetensors.ts";
+import { isFile } from "../path_checks.ts";
 
 export interface CheckpointTensor {
   dtype: FloatDtype;
@@ -296,12 +297,4 @@ async function readJsonObject(
     throw new ModelLoadError(`${path}: expected a JSON object`, { file: path });
   }
   return value as Record<string, unknown>;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
 }

@@ -14,6 +14,7 @@
  * place, with a timeout so an unreachable hub fails in seconds.
  */
 import { ModelLoadError } from "./errors.ts";
+import { isFile } from "../path_checks.ts";
 
 export interface HubOptions {
   /** Cache root; default `$MODEL_CACHE_DIR` or `.cache/models`. */
@@ -104,7 +105,7 @@ export async function downloadFromHub(
 
   if (await get(WEIGHTS_INDEX, false)) {
     for (const shard of await shardNames(`${dir}/${WEIGHTS_INDEX}`)) {
-      if (!(await exists(`${dir}/${shard}`))) await get(shard, true);
+      if (!(await isFile(`${dir}/${shard}`))) await get(shard, true);
     }
   } else if (!(await get(SINGLE_WEIGHTS, false))) {
     throw new ModelLoadError(
@@ -217,18 +218,18 @@ function unreachable(id: string, why: string, cause: unknown): ModelLoadError {
 
 /** A cached copy is complete when config.json and every weight file exist. */
 async function isCompleteCopy(dir: string): Promise<boolean> {
-  if (!(await exists(`${dir}/config.json`))) return false;
-  if (await exists(`${dir}/${WEIGHTS_INDEX}`)) {
+  if (!(await isFile(`${dir}/config.json`))) return false;
+  if (await isFile(`${dir}/${WEIGHTS_INDEX}`)) {
     try {
       for (const shard of await shardNames(`${dir}/${WEIGHTS_INDEX}`)) {
-        if (!(await exists(`${dir}/${shard}`))) return false;
+        if (!(await isFile(`${dir}/${shard}`))) return false;
       }
       return true;
     } catch {
       return false; // unreadable index: fetch it again
     }
   }
-  return await exists(`${dir}/${SINGLE_WEIGHTS}`);
+  return await isFile(`${dir}/${SINGLE_WEIGHTS}`);
 }
 
 /** Shard file names of an index, refusing anything that is not a plain name. */
@@ -275,14 +276,6 @@ export function isPlainFileName(name: string): boolean {
 
 function joinUrl(base: string, part: string): string {
   return `${base.replace(/\/+$/, "")}/${part.replace(/^\/+/, "")}`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
 }
 
 /** Reads an environment variable; absent when unset or not permitted. */

@@ -5,6 +5,7 @@
 import "../runtime/ort_env.ts"; // must run before transformers.js loads onnxruntime
 import { AutoTokenizer, env, type PreTrainedTokenizer } from "@huggingface/transformers";
 import { resolve } from "node:path";
+import { isFile } from "../path_checks.ts";
 
 export interface ChatMessage {
   role: string;
@@ -198,14 +199,6 @@ async function readOptionalText(path: string): Promise<string | null> {
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
-  }
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
   }
 }
 

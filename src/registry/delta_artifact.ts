@@ -22,6 +22,7 @@ import {
 } from "./delta_codec.ts";
 import { RegistryError } from "./errors.ts";
 import type { LayerDelta } from "./types.ts";
+import { pathExists } from "../path_checks.ts";
 
 export const DELTA_FILE = "delta.safetensors";
 const HASH_PREFIX = "scalora-delta-v1";
@@ -89,12 +90,12 @@ export async function writeDeltaArtifact(
     const hash = await hashArtifactFile(`${tmp}/${DELTA_FILE}`, baseModel);
     const sizeBytes = (await Deno.stat(`${tmp}/${DELTA_FILE}`)).size;
     const target = artifactDir(dataDir, hash);
-    if (!(await exists(`${target}/${DELTA_FILE}`))) {
+    if (!(await pathExists(`${target}/${DELTA_FILE}`))) {
       try {
         await Deno.rename(tmp, target);
       } catch (e) {
         // A concurrent writer of the same content won the rename.
-        if (!(await exists(`${target}/${DELTA_FILE}`))) throw e;
+        if (!(await pathExists(`${target}/${DELTA_FILE}`))) throw e;
       }
     }
     return { hash, relDir: `versions/${hash}`, sizeBytes, layers };
@@ -126,16 +127,6 @@ export async function hashArtifactFile(path: string, baseModel: string): Promise
     file.close();
   }
   return h.digest("hex");
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** An opened artifact: per-layer access to the stored delta. */

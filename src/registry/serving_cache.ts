@@ -16,6 +16,7 @@ import type { ComputeDType } from "../model/decoder_graph.ts";
 import { exportModelDirectory, servingModelPath, type WeightSource } from "../model/serving_graph.ts";
 import type { DeltaArtifact } from "./delta_artifact.ts";
 import { writePatchedServingModel } from "./version_graph.ts";
+import { pathExists } from "../path_checks.ts";
 
 /** Bump when the patch a model compiles to changes. */
 export const PATCH_FORMAT = 1;
@@ -24,19 +25,9 @@ function key(parts: Record<string, unknown>): string {
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 24);
 }
 
-async function present(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /** Builds `target` with `build(tmpDir)` unless its serving model exists already. */
 async function buildOnce(target: string, dtype: ComputeDType, build: (dir: string) => Promise<void>): Promise<string> {
-  if (await present(servingModelPath(target, dtype))) return target;
+  if (await pathExists(servingModelPath(target, dtype))) return target;
   const root = target.slice(0, target.lastIndexOf("/"));
   await Deno.mkdir(root, { recursive: true });
   const tmp = await Deno.makeTempDir({ dir: root, prefix: ".build-" });
@@ -46,7 +37,7 @@ async function buildOnce(target: string, dtype: ComputeDType, build: (dir: strin
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     // A concurrent builder may have won the rename.
-    if (!(await present(servingModelPath(target, dtype)))) throw e;
+    if (!(await pathExists(servingModelPath(target, dtype)))) throw e;
   }
   return target;
 }

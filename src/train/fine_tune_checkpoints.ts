@@ -6,6 +6,7 @@
  * there (written last), so a crash mid-save leaves the previous one as latest.
  */
 import { encodeHex } from "../model/hex.ts";
+import { pathExists } from "../path_checks.ts";
 
 const FORMAT = "scalora-fine-tune";
 const VERSION = 1;
@@ -42,7 +43,7 @@ export async function listCheckpoints(root: string): Promise<{ step: number; dir
       const m = e.isDirectory ? STEP_DIR.exec(e.name) : null;
       if (!m) continue;
       const dir = `${root.replace(/\/+$/, "")}/${e.name}`;
-      if (await exists(`${dir}/${STATE_FILE}`)) out.push({ step: Number(m[1]), dir });
+      if (await pathExists(`${dir}/${STATE_FILE}`)) out.push({ step: Number(m[1]), dir });
     }
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return [];
@@ -95,14 +96,4 @@ export async function pruneCheckpoints(root: string, keep: number): Promise<void
 export async function fingerprint(value: unknown): Promise<string> {
   const bytes = new TextEncoder().encode(JSON.stringify(value));
   return encodeHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
