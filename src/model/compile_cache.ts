@@ -5,6 +5,7 @@
  */
 import { encodeHex } from "./hex.ts";
 import type { ComputeDType } from "./decoder_graph.ts";
+import { pathExists } from "../path_checks.ts";
 import { exportModelDirectory, servingModelPath, type WeightSource } from "./serving_graph.ts";
 
 /** Bump when the graph a checkpoint compiles to changes. */
@@ -33,26 +34,30 @@ export async function compiledModelDir(
   dtype: ComputeDType,
 ): Promise<string> {
   const target = `${cacheRoot}/${await compileKey(dir, dtype)}`;
+  return await buildModelDirOnce(target, dtype, (tmp) => exportModelDirectory(source, dir, tmp, dtype));
+}
+
+/**
+ * Builds the model directory `target` with `build(tmpDir)` unless its serving
+ * model exists already. Built beside the target and renamed into place, so a
+ * crash never leaves a half-written entry and concurrent builders agree.
+ */
+export async function buildModelDirOnce(
+  target: string,
+  dtype: ComputeDType,
+  build: (dir: string) => Promise<void>,
+): Promise<string> {
+  if (await pathExists(servingModelPath(target, dtype))) return target;
+  const root = target.slice(0, target.lastIndexOf("/"));
+  await Deno.mkdir(root, { recursive: true });
+  const tmp = await Deno.makeTempDir({ dir: root, prefix: ".build-" });
   try {
-    await Deno.stat(servingModelPath(target, dtype));
-    return target;
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  await Deno.mkdir(cacheRoot, { recursive: true });
-  // Build beside the target and rename, so a crash never leaves a half-written entry.
-  const tmp = await Deno.makeTempDir({ dir: cacheRoot, prefix: ".build-" });
-  try {
-    await exportModelDirectory(source, dir, tmp, dtype);
+    await build(tmp);
     await Deno.rename(tmp, target);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     // A concurrent builder may have won the rename.
-    try {
-      await Deno.stat(servingModelPath(target, dtype));
-    } catch {
-      throw e;
-    }
+    if (!(await pathExists(servingModelPath(target, dtype)))) throw e;
   }
   return target;
 }

@@ -8,38 +8,20 @@
  *   merged weights (buildServingGraph over the version WeightSource); what
  *   transformers.js needs, and the slow path (writes the whole model).
  *
- * Entries are built beside their final name and renamed into place, so a
- * crash never leaves a half-written entry and concurrent builders agree.
+ * Entries are built atomically (`buildModelDirOnce`).
  */
 import { createHash } from "node:crypto";
+import { buildModelDirOnce } from "../model/compile_cache.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
-import { exportModelDirectory, servingModelPath, type WeightSource } from "../model/serving_graph.ts";
+import { exportModelDirectory, type WeightSource } from "../model/serving_graph.ts";
 import type { DeltaArtifact } from "./delta_artifact.ts";
 import { writePatchedServingModel } from "./version_graph.ts";
-import { pathExists } from "../path_checks.ts";
 
 /** Bump when the patch a model compiles to changes. */
 export const PATCH_FORMAT = 1;
 
 function key(parts: Record<string, unknown>): string {
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 24);
-}
-
-/** Builds `target` with `build(tmpDir)` unless its serving model exists already. */
-async function buildOnce(target: string, dtype: ComputeDType, build: (dir: string) => Promise<void>): Promise<string> {
-  if (await pathExists(servingModelPath(target, dtype))) return target;
-  const root = target.slice(0, target.lastIndexOf("/"));
-  await Deno.mkdir(root, { recursive: true });
-  const tmp = await Deno.makeTempDir({ dir: root, prefix: ".build-" });
-  try {
-    await build(tmp);
-    await Deno.rename(tmp, target);
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    // A concurrent builder may have won the rename.
-    if (!(await pathExists(servingModelPath(target, dtype)))) throw e;
-  }
-  return target;
 }
 
 export interface PatchedEntry {
@@ -52,7 +34,7 @@ export interface PatchedEntry {
 
 export async function patchedServingDir(e: PatchedEntry): Promise<string> {
   const k = key({ v: PATCH_FORMAT, base: await Deno.realPath(e.baseCompiledDir), dtype: e.dtype, hash: e.delta?.hash });
-  return await buildOnce(`${e.cacheRoot}/patched/${k}`, e.dtype, async (dir) => {
+  return await buildModelDirOnce(`${e.cacheRoot}/patched/${k}`, e.dtype, async (dir) => {
     await writePatchedServingModel(e.baseCompiledDir, e.dtype, e.delta?.artifact ?? null, dir);
   });
 }
@@ -68,7 +50,7 @@ export interface FullEntry {
 
 export async function fullServingDir(e: FullEntry): Promise<string> {
   const k = key({ v: PATCH_FORMAT, full: true, base: await Deno.realPath(e.baseDir), dtype: e.dtype, hash: e.hash });
-  return await buildOnce(`${e.cacheRoot}/full/${k}`, e.dtype, async (dir) => {
+  return await buildModelDirOnce(`${e.cacheRoot}/full/${k}`, e.dtype, async (dir) => {
     await exportModelDirectory(e.source, e.baseDir, dir, e.dtype);
   });
 }
