@@ -18,7 +18,7 @@ import type { DeltaArtifact } from "./delta_artifact.ts";
 import { writePatchedServingModel } from "./version_graph.ts";
 
 /** Bump when the patch a model compiles to changes. */
-export const PATCH_FORMAT = 1;
+export const PATCH_FORMAT = 2;
 
 function key(parts: Record<string, unknown>): string {
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 24);
