@@ -13,17 +13,10 @@
  * alternating rounds, each engine loaded alone.
  */
 import { parseArgs } from "node:util";
-import {
-  AutoModelForCausalLM,
-  BaseStreamer,
-  type PreTrainedModel,
-  Tensor,
-  type TextStreamer,
-} from "@huggingface/transformers";
 import { parameterCount } from "../src/model/layout.ts";
 import type { TinyPreset } from "../src/model/tiny_model.ts";
 import { benchModel } from "./bench_model.ts";
-import { configureTransformersOffline } from "../src/model/tokenizer.ts";
+import { loadTransformersBaseline } from "./transformers_baseline.ts";
 import { generate } from "../src/serve/generate.ts";
 import { loadModel, prepareModel } from "../src/serve/load_model.ts";
 
@@ -84,39 +77,11 @@ async function openOurs(): Promise<Engine> {
   };
 }
 
-/** transformers.js streamer: gets the prompt first, then each generated token. */
-class TokenTimer extends BaseStreamer {
-  #calls = 0;
-  constructor(private readonly onToken: () => void) {
-    super();
-  }
-  override put(): void {
-    if (this.#calls++ > 0) this.onToken();
-  }
-  override end(): void {}
-}
-
 async function openTransformersJs(): Promise<Engine> {
-  configureTransformersOffline();
-  const tjs = await AutoModelForCausalLM.from_pretrained(compiledDir, {
-    local_files_only: true,
-    dtype: "fp32",
-  }) as PreTrainedModel;
-  const input = new Tensor("int64", BigInt64Array.from(promptIds.map(BigInt)), [1, promptLen]);
+  const tjs = await loadTransformersBaseline(compiledDir);
   return {
-    run: async (n, onToken) => {
-      await tjs.generate({
-        input_ids: input,
-        max_new_tokens: n,
-        do_sample: false,
-        eos_token_id: [],
-        // Its typings ask for BaseStreamer & TextStreamer; generate() only calls put/end.
-        streamer: new TokenTimer(onToken) as unknown as TextStreamer,
-      });
-    },
-    close: async () => {
-      await tjs.dispose();
-    },
+    run: (n, onToken) => tjs.generate(promptIds, n, onToken),
+    close: () => tjs.dispose(),
   };
 }
 

@@ -16,13 +16,6 @@
  * after `level-seconds`. Servers run alone (the other released), ours first.
  * Prints JSON, then a one-line summary; writes bench/results/serve.json.
  */
-import {
-  AutoModelForCausalLM,
-  BaseStreamer,
-  type PreTrainedModel,
-  Tensor,
-  type TextStreamer,
-} from "@huggingface/transformers";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { parseArgs } from "node:util";
@@ -30,7 +23,7 @@ import { staticResolver } from "../routes/model_resolver.ts";
 import { buildApp } from "../src/app.ts";
 import type { TinyPreset } from "../src/model/tiny_model.ts";
 import { benchModel } from "./bench_model.ts";
-import { configureTransformersOffline } from "../src/model/tokenizer.ts";
+import { loadTransformersBaseline } from "./transformers_baseline.ts";
 import { createEngine } from "../src/serve/batch_engine.ts";
 import { prepareModel } from "../src/serve/load_model.ts";
 
@@ -194,24 +187,8 @@ async function openOurs(): Promise<Served> {
 
 // ---------- baseline: transformers.js, one request at a time ----------
 
-/** Calls `onToken` for each generated token (the first `put` is the prompt). */
-class TokenStreamer extends BaseStreamer {
-  #calls = 0;
-  constructor(private readonly onToken: (id: number) => void) {
-    super();
-  }
-  override put(value: bigint[][]): void {
-    if (this.#calls++ > 0) this.onToken(Number(value[0][0]));
-  }
-  override end(): void {}
-}
-
 async function openTransformersJs(): Promise<Served> {
-  configureTransformersOffline();
-  const tjs = await AutoModelForCausalLM.from_pretrained(prepared.compiledDir, {
-    local_files_only: true,
-    dtype: "fp32",
-  }) as PreTrainedModel;
+  const tjs = await loadTransformersBaseline(prepared.compiledDir);
   let queue: Promise<void> = Promise.resolve();
   const app = new Hono();
   app.post("/v1/completions", async (c) => {
@@ -221,16 +198,9 @@ async function openTransformersJs(): Promise<Served> {
       const writes: Promise<void>[] = [];
       const run = queue.then(async () => {
         let n = 0;
-        await tjs.generate({
-          input_ids: new Tensor("int64", BigInt64Array.from(ids.map(BigInt)), [1, ids.length]),
-          max_new_tokens: body.max_tokens,
-          do_sample: false,
-          eos_token_id: [],
-          // Its typings ask for BaseStreamer & TextStreamer; generate() only calls put/end.
-          streamer: new TokenStreamer((id) => {
-            n++;
-            writes.push(stream.writeSSE({ data: JSON.stringify({ choices: [{ index: 0, text: String(id) }] }) }));
-          }) as unknown as TextStreamer,
+        await tjs.generate(ids, body.max_tokens, (id) => {
+          n++;
+          writes.push(stream.writeSSE({ data: JSON.stringify({ choices: [{ index: 0, text: String(id) }] }) }));
         });
         return n;
       });
