@@ -78,7 +78,7 @@ async function openOurs(): Promise<Engine> {
 }
 
 async function openTransformersJs(): Promise<Engine> {
-  const tjs = await loadTransformersBaseline(compiledDir);
+  const tjs = await loadTransformersBaseline(compiledDir, navigator.hardwareConcurrency);
   return {
     run: (n, onToken) => tjs.generate(promptIds, n, onToken),
     close: () => tjs.dispose(),

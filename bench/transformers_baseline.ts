@@ -29,11 +29,21 @@ export interface TransformersBaseline {
   dispose(): Promise<void>;
 }
 
-export async function loadTransformersBaseline(compiledDir: string): Promise<TransformersBaseline> {
+/**
+ * `threads`: onnxruntime intra-op threads; null keeps transformers.js' own
+ * default (it sets none, and onnxruntime then picked one thread on a 2-vCPU
+ * VM). The benchmarks pass the count this server's sessions use, so a ratio
+ * measures the serving design, not a thread setting.
+ */
+export async function loadTransformersBaseline(
+  compiledDir: string,
+  threads: number | null,
+): Promise<TransformersBaseline> {
   configureTransformersOffline();
   const tjs = await AutoModelForCausalLM.from_pretrained(compiledDir, {
     local_files_only: true,
     dtype: "fp32",
+    session_options: threads === null ? {} : { intraOpNumThreads: threads },
   }) as PreTrainedModel;
   return {
     generate: async (promptIds, maxNewTokens, onToken) => {

@@ -25,6 +25,7 @@ import {
   BatchScheduler,
   EngineClosedError,
   EngineError,
+  planPrefills,
   type StepMetrics,
   type StepRunner,
 } from "../src/serve/scheduler.ts";
@@ -138,7 +139,8 @@ function stepRecorder(): { steps: StepMetrics[]; observer: CreateEngineOptions["
 for (const arch of ["llama", "mistral"] as const) {
   Deno.test(`batched greedy output of 10 concurrent requests equals solo generate (${arch})`, async () => {
     const rec = stepRecorder();
-    await withEngine({ arch, observer: rec.observer }, async (engine, fx) => {
+    // No padding limit: all ten prompts (3 to 84 tokens) are prefilled in one left-padded pass.
+    await withEngine({ arch, observer: rec.observer, prefillPaddingRatio: Infinity }, async (engine, fx) => {
       // Mistral's sliding window is 64: these run past it, with padding, in one batch. The
       // longest prompts finish first, so all-padding columns pile up and get compacted.
       const reqs = Array.from(
@@ -154,6 +156,8 @@ for (const arch of ["llama", "mistral"] as const) {
         assert.equal(outs[i].done.completionTokens, r.maxTokens);
         assert.equal(outs[i].done.promptTokens, r.promptIds.length);
       }
+      const prefills = rec.steps.filter((s) => s.kind === "prefill");
+      assert.deepEqual(prefills.map((s) => s.batchSize), [10], "one prefill pass");
       const decodes = rec.steps.filter((s) => s.kind === "decode");
       assert.equal(Math.max(...decodes.map((s) => s.batchSize)), 10, "all ten decoded together");
       // One re-pack when the ten join, at least one more to trim padding.
@@ -395,12 +399,23 @@ Deno.test("the worker answers bad step commands with typed errors and keeps serv
   });
   try {
     await assert.rejects(worker.decode([42], [1]), (e) => e instanceof ModelWorkerError && e.kind === "BadRequest");
-    const p = await worker.prefill(1, [1, 2, 3], false);
+    const p = await worker.prefill([{ seq: 1, tokens: [1, 2, 3] }], false);
     assert.equal(p.logits.length, fx.prepared.config.vocabSize);
-    await assert.rejects(
-      worker.prefill(1, [4], false),
-      (e) => e instanceof ModelWorkerError && e.kind === "BadRequest",
-    );
+    for (
+      const [prompts, allLogits] of [
+        [[{ seq: 1, tokens: [4] }], false], // exists
+        [[{ seq: 2, tokens: [4] }, { seq: 2, tokens: [5] }], false], // twice in one pass
+        [[{ seq: 2, tokens: [] }], false],
+        [[], false],
+        [[{ seq: 2, tokens: [4] }, { seq: 3, tokens: [5] }], true], // prompt logits of two prompts
+      ] as const
+    ) {
+      await assert.rejects(
+        worker.prefill(prompts.map((x) => ({ ...x, tokens: [...x.tokens] })), allLogits),
+        (e) => e instanceof ModelWorkerError && e.kind === "BadRequest",
+        JSON.stringify(prompts),
+      );
+    }
     await assert.rejects(
       worker.decode([1, 1], [5, 5]),
       (e) => e instanceof ModelWorkerError && e.kind === "BadRequest",
@@ -439,7 +454,8 @@ Deno.test("a dead worker fails every sequence with EngineError and marks the eng
   const vocab = fx.prepared.config.vocabSize;
   let decodes = 0;
   const runner: StepRunner = {
-    prefill: () => Promise.resolve({ logits: new Float32Array(vocab).fill(0.5), allLogits: null, ms: 0 }),
+    prefill: (prompts) =>
+      Promise.resolve({ logits: new Float32Array(vocab * prompts.length).fill(0.5), allLogits: null, ms: 0 }),
     decode: () => {
       decodes++;
       return Promise.reject(new ModelWorkerError("WorkerGone", "model worker crashed: boom"));
@@ -464,4 +480,24 @@ Deno.test("a dead worker fails every sequence with EngineError and marks the eng
   assert.deepEqual([engine.stats().activeSequences, engine.stats().queueDepth], [0, 0]);
   assert.throws(() => engine.generate(request({ promptIds: prompt(4, 3) })), EngineClosedError);
   await engine.close();
+});
+
+Deno.test("planPrefills groups prompts of similar length, longest first, within the padding ratio", () => {
+  const p = (length: number, alone = false) => ({ length, alone });
+  // 100 + 90 + 85: padded 300, real 275 (9% padding); 60 would make 400 vs 335 (19%) at 0.25 -> joins.
+  assert.deepEqual(planPrefills([p(60), p(100), p(85), p(90)], 0.25), [[1, 3, 2, 0]]);
+  assert.deepEqual(planPrefills([p(60), p(100), p(85), p(90)], 0.1), [[1, 3, 2], [0]]);
+  assert.deepEqual(planPrefills([p(10), p(10), p(10)], 0), [[0, 1, 2]], "equal lengths need no padding");
+  assert.deepEqual(planPrefills([p(5), p(50), p(6, true), p(7)], 0.25), [[1], [2], [3, 0]], "alone = own pass");
+  assert.deepEqual(planPrefills([p(3), p(80)], Infinity), [[1, 0]]);
+  assert.deepEqual(planPrefills([], 0.25), []);
+  // Every index exactly once, and no pass beyond the ratio.
+  const lens = Array.from({ length: 40 }, (_, i) => p(1 + ((i * 37) % 97), i % 9 === 0));
+  const groups = planPrefills(lens, 0.25);
+  assert.deepEqual(groups.flat().sort((a, b) => a - b), lens.map((_, i) => i));
+  for (const g of groups) {
+    const real = g.reduce((n, i) => n + lens[i].length, 0);
+    const width = Math.max(...g.map((i) => lens[i].length));
+    assert.ok(g.length === 1 || g.length * width - real <= 0.25 * real, JSON.stringify(g));
+  }
 });

@@ -1,6 +1,6 @@
 /** The padded batch KV cache and the worker's cache store, on synthetic tensors. */
 import assert from "node:assert/strict";
-import { PaddedBatch } from "../src/runtime/kv_batch.ts";
+import { leftPaddedPrompts, PaddedBatch, SLACK_COLUMNS } from "../src/runtime/kv_batch.ts";
 import { KvStore, SequenceStateError } from "../src/runtime/kv_store.ts";
 import { ort } from "../src/runtime/ort.ts";
 import type { KvCache } from "../src/serve/causal_lm.ts";
@@ -140,4 +140,63 @@ Deno.test("KvStore: solo adoption, joins, parking and compaction", () => {
   assert.throws(() => store.addSolo(2, soloCache(2, 1)), SequenceStateError);
   store.drop([2, 3, 77]);
   assert.equal(store.size, 0);
+});
+
+Deno.test("leftPaddedPrompts right-aligns prompts with masked padding and per-row positions", () => {
+  assert.deepEqual(leftPaddedPrompts([[7, 8], [1, 2, 3, 4], [9]]), {
+    inputIds: [[0, 0, 7, 8], [1, 2, 3, 4], [0, 0, 0, 9]],
+    attentionMask: [[0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]],
+    positionIds: [[0, 0, 0, 1], [0, 1, 2, 3], [0, 0, 0, 0]],
+    lens: [2, 4, 1],
+  });
+});
+
+Deno.test("KvStore: rows of a batched prefill join by copy, ignoring their padding columns", () => {
+  // A left-padded prefill cache of two rows (lens 2 and 4), with garbage in the padding.
+  const prefilled = PaddedBatch.pack([rowOf(1, soloCache(1, 2)), rowOf(2, soloCache(2, 4))]).asCache();
+  for (const l of prefilled.layers) {
+    for (const t of [l.key, l.value]) {
+      const d = t.data as Float32Array;
+      for (let h = 0; h < KV; h++) d.fill(NaN, h * 4 * HD, (h * 4 + 2) * HD); // row 0, columns 0-1
+    }
+  }
+  const store = new KvStore();
+  assert.throws(() => store.addPrefilled([1], prefilled, [2]), SequenceStateError, "rows must match");
+  store.addPrefilled([1, 2], prefilled, [2, 4]);
+  // Alone, row 0 of a two-row cache is packed (copied), not adopted.
+  let r = store.prepare([1]);
+  assert.equal(r.repacked, true);
+  assert.equal(r.batch.width, 2);
+  assertSameCache(r.batch.extract(1), soloCache(1, 2));
+  r.batch.advance(fakePresent(r.batch));
+  r = store.prepare([2, 1]);
+  assert.equal(r.batch.width, 4);
+  assert.ok(!(r.batch.asCache().layers[0].key.data as Float32Array).some(Number.isNaN), "no padding copied");
+  assertSameCache(r.batch.extract(2), soloCache(2, 4));
+  assertSameCache(r.batch.extract(1), soloCache(1, 3));
+  assert.throws(() => store.addPrefilled([2], soloCache(2, 1), [1]), SequenceStateError);
+});
+
+Deno.test("steps write into two alternating buffer sets the batch owns", () => {
+  const batch = PaddedBatch.pack([rowOf(1, soloCache(1, 3)), rowOf(2, soloCache(2, 5))]);
+  const buffers: ArrayBufferLike[] = [];
+  for (let step = 0; step < 5; step++) {
+    if (step === 3) batch.remove(1); // a shrunk batch keeps using the same buffers
+    const target = batch.presentTarget();
+    assert.deepEqual(target.layers[1].value.dims, [batch.size, KV, batch.width + 1, HD]);
+    const expected = fakePresent(batch);
+    target.layers.forEach((l, i) => {
+      (l.key.data as Float32Array).set(expected.layers[i].key.data as Float32Array);
+      (l.value.data as Float32Array).set(expected.layers[i].value.data as Float32Array);
+    });
+    buffers.push((target.layers[0].key.data as Float32Array).buffer);
+    batch.advance(target);
+  }
+  // Step 0 allocates (the packed past is exact-size), step 1 too; then the two sets alternate.
+  assert.notEqual(buffers[0], buffers[1]);
+  assert.deepEqual([buffers[2], buffers[3], buffers[4]], [buffers[0], buffers[1], buffers[0]]);
+  assertSameCache(batch.extract(2), soloCache(2, 10));
+  // Growing past the slack columns reallocates.
+  for (let step = 0; step < SLACK_COLUMNS; step++) batch.advance(fakePresent(batch));
+  assert.ok(!buffers.includes((batch.presentTarget().layers[0].key.data as Float32Array).buffer));
 });

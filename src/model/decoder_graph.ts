@@ -176,12 +176,12 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
       q = rotate(q);
       k = rotate(k);
       if (opts.kvCache) {
-        k = g.concat([past[i].key, k], 2);
-        v = g.concat([past[i].value, v], 2);
-        present.push({
-          key: g.output(k, IO_NAMES.presentKey(i)),
-          value: g.output(v, IO_NAMES.presentValue(i)),
-        });
+        // The concats write the outputs directly: a renaming Identity would copy the whole cache again.
+        const grow = (pastValue: Value, x: Value, name: string) =>
+          g.output(g.op1("Concat", [pastValue, x], { axis: 2 }, { names: [name] }));
+        k = grow(past[i].key, k, IO_NAMES.presentKey(i));
+        v = grow(past[i].value, v, IO_NAMES.presentValue(i));
+        present.push({ key: k, value: v });
       }
       const qGrouped = g.reshape(g.mul(q, scale), [0, nKV, -1, hd]); // [B, nKV, rep·S, hd]
       const scores = g.add(g.matmul(qGrouped, g.transpose(k, [0, 1, 3, 2])), maskBias);

@@ -1,7 +1,8 @@
 /**
  * Where the worker keeps the KV caches of live sequences: prefilled
- * sequences wait as solo caches until their first decode step, then live in
- * one `PaddedBatch` (see kv_batch.ts for why). `prepare` makes the batch
+ * sequences wait as rows of their prefill's cache (a batch of one, or a row
+ * of a left-padded batched prefill) until their first decode step, then live
+ * in one `PaddedBatch` (see kv_batch.ts for why). `prepare` makes the batch
  * hold exactly the sequences of the next step, copying only when that set
  * changed or padding piled up.
  */
@@ -14,7 +15,8 @@ export class SequenceStateError extends Error {
 }
 
 export class KvStore {
-  readonly #solo = new Map<number, KvCache>();
+  /** Sequences outside the batch: fresh prefills and parked batch rows. */
+  readonly #solo = new Map<number, RowSource>();
   #batch: PaddedBatch | null = null;
 
   has(id: number): boolean {
@@ -27,8 +29,18 @@ export class KvStore {
   }
 
   addSolo(id: number, cache: KvCache): void {
-    if (this.has(id)) throw new SequenceStateError(`sequence ${id} already exists`);
-    this.#solo.set(id, cache);
+    this.addPrefilled([id], cache, [cache.length]);
+  }
+
+  /** The sequences of one prefill: row b of `cache` is `ids[b]`, its `lens[b]` tokens right-aligned. */
+  addPrefilled(ids: number[], cache: KvCache, lens: number[]): void {
+    if (ids.length !== cache.batch || lens.length !== cache.batch) {
+      throw new SequenceStateError(`a prefill cache of ${cache.batch} rows for ${ids.length} sequences`);
+    }
+    for (const id of ids) if (this.has(id)) throw new SequenceStateError(`sequence ${id} already exists`);
+    ids.forEach((id, row) =>
+      this.#solo.set(id, { id, layers: cache.layers, row, width: cache.length, len: lens[row] })
+    );
   }
 
   drop(ids: Iterable<number>): void {
@@ -56,22 +68,18 @@ export class KvStore {
     let batch = this.#batch;
     for (const id of batch?.ids.slice() ?? []) {
       if (wanted.has(id)) continue;
-      this.#solo.set(id, batch!.extract(id));
+      const c = batch!.extract(id);
+      this.#solo.set(id, { id, layers: c.layers, row: 0, width: c.length, len: c.length });
       batch!.remove(id);
     }
     if (batch?.size === 0) batch = null;
     const joining = ids.filter((id) => this.#solo.has(id) && wanted.has(id));
     let repacked = false;
-    if (!batch && joining.length === 1) {
-      batch = PaddedBatch.fromSolo(joining[0], this.#solo.get(joining[0])!);
+    const lone = !batch && joining.length === 1 ? this.#solo.get(joining[0])! : null;
+    if (lone && isWholeCache(lone)) {
+      batch = PaddedBatch.fromSolo(lone.id, { layers: lone.layers, length: lone.len, batch: 1 });
     } else if (joining.length > 0 || (batch && needsCompaction(batch))) {
-      const rows: RowSource[] = [
-        ...(batch?.rows() ?? []),
-        ...joining.map((id) => {
-          const c = this.#solo.get(id)!;
-          return { id, layers: c.layers, row: 0, width: c.length, len: c.length };
-        }),
-      ];
+      const rows: RowSource[] = [...(batch?.rows() ?? []), ...joining.map((id) => this.#solo.get(id)!)];
       batch = PaddedBatch.pack(rows);
       repacked = true;
     }
@@ -79,6 +87,11 @@ export class KvStore {
     this.#batch = batch;
     return { batch: batch!, repacked };
   }
+}
+
+/** A batch-of-one cache with no padding, which a batch can adopt without a copy. */
+function isWholeCache(r: RowSource): boolean {
+  return r.row === 0 && r.len === r.width && r.layers[0].key.dims[0] === 1;
 }
 
 /** Trim all-padding columns once they are a quarter of the width (each costs attention work every step). */

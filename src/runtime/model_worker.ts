@@ -10,11 +10,13 @@
  */
 /// <reference lib="deno.worker" />
 import { CausalLM } from "../serve/causal_lm.ts";
+import { leftPaddedPrompts } from "./kv_batch.ts";
 import { KvStore, SequenceStateError } from "./kv_store.ts";
 import { createSession } from "./session.ts";
 import type {
   DecodeResult,
   OpResults,
+  PrefillPrompt,
   PrefillResult,
   WorkerErrorInfo,
   WorkerOp,
@@ -51,16 +53,24 @@ async function runStep<T>(what: string, f: () => Promise<T>): Promise<T> {
   }
 }
 
-async function prefill(seq: number, tokens: number[], allLogits: boolean): Promise<PrefillResult> {
+async function prefill(prompts: PrefillPrompt[], allLogits: boolean): Promise<PrefillResult> {
   const model = loaded();
-  if (store.has(seq)) throw new RequestError({ kind: "BadRequest", message: `sequence ${seq} already exists` });
-  if (tokens.length === 0) throw new RequestError({ kind: "BadRequest", message: "empty prompt" });
+  const bad = (message: string) => new RequestError({ kind: "BadRequest", message });
+  if (prompts.length === 0) throw bad("a prefill needs at least one prompt");
+  if (allLogits && prompts.length !== 1) throw bad("prompt logits need a prefill of exactly one prompt");
+  const ids = prompts.map((p) => p.seq);
+  if (new Set(ids).size !== ids.length) throw bad("duplicate sequence in a prefill");
+  for (const p of prompts) {
+    if (store.has(p.seq)) throw bad(`sequence ${p.seq} already exists`);
+    if (p.tokens.length === 0) throw bad("empty prompt");
+  }
   const t0 = performance.now();
-  const out = await runStep("prefill", () => model.forward({ inputIds: [tokens], numLogitsToKeep: allLogits ? 0 : 1 }));
-  store.addSolo(seq, out.present);
+  const input = leftPaddedPrompts(prompts.map((p) => p.tokens));
+  const out = await runStep("prefill", () => model.forward({ ...input, numLogitsToKeep: allLogits ? 0 : 1 }));
+  store.addPrefilled(ids, out.present, input.lens);
   const vocab = model.config.vocabSize;
   return {
-    logits: out.logits.slice(out.logits.length - vocab),
+    logits: allLogits ? out.logits.slice(out.logits.length - vocab) : own(out.logits),
     allLogits: allLogits ? own(out.logits) : null,
     ms: performance.now() - t0,
   };
@@ -81,6 +91,7 @@ async function decode(seqs: number[], tokens: number[]): Promise<DecodeResult> {
       attentionMask: batch.stepMask(),
       positionIds: batch.stepPositions(),
       past: batch.asCache(),
+      presentInto: batch.presentTarget(),
     });
     batch.advance(out.present);
     return { logits: own(out.logits), rows: [...batch.ids], width, repacked, ms: performance.now() - t0 };
@@ -101,7 +112,7 @@ async function handle(req: WorkerRequest): Promise<{ result: OpResults[WorkerOp]
       return { result: { ms: performance.now() - t0 }, transfer: [] };
     }
     case "prefill": {
-      const r = await prefill(req.seq, req.tokens, req.allLogits);
+      const r = await prefill(req.prompts, req.allLogits);
       const transfer = [r.logits.buffer as ArrayBuffer];
       if (r.allLogits) transfer.push(r.allLogits.buffer as ArrayBuffer);
       return { result: r, transfer };

@@ -9,6 +9,7 @@ import type {
   LoadResult,
   LoadSpec,
   OpResults,
+  PrefillPrompt,
   PrefillResult,
   WorkerErrorKind,
   WorkerOp,
@@ -65,8 +66,8 @@ export class ModelWorker {
     return this.#gone === null;
   }
 
-  prefill(seq: number, tokens: number[], allLogits: boolean): Promise<PrefillResult> {
-    return this.#call("prefill", { seq, tokens, allLogits });
+  prefill(prompts: PrefillPrompt[], allLogits: boolean): Promise<PrefillResult> {
+    return this.#call("prefill", { prompts, allLogits });
   }
 
   decode(seqs: number[], tokens: number[]): Promise<DecodeResult> {

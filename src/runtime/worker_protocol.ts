@@ -17,14 +17,17 @@ export interface LoadSpec {
   config: ModelConfig;
   dtype: ComputeDType;
   device: Device;
-  /** Intra-op threads; default: onnxruntime's choice (all cores). */
+  /** Intra-op threads; default: every core (see session.ts). */
   threads?: number;
 }
 
 export type WorkerRequest =
   | { id: number; op: "load"; spec: LoadSpec }
-  /** Runs a new sequence's prompt and keeps its KV cache under `seq`. */
-  | { id: number; op: "prefill"; seq: number; tokens: number[]; allLogits: boolean }
+  /**
+   * Runs new sequences' prompts in one batched (left-padded) pass and keeps
+   * each KV cache under its `seq`. `allLogits` needs exactly one prompt.
+   */
+  | { id: number; op: "prefill"; prompts: PrefillPrompt[]; allLogits: boolean }
   /** One batched step: `tokens[i]` is the next input token of `seqs[i]`. */
   | { id: number; op: "decode"; seqs: number[]; tokens: number[] }
   /** Frees the caches of these sequences; unknown ids are ignored (idempotent). */
@@ -33,10 +36,15 @@ export type WorkerRequest =
 
 export type WorkerOp = WorkerRequest["op"];
 
+export interface PrefillPrompt {
+  seq: number;
+  tokens: number[];
+}
+
 export interface PrefillResult {
-  /** Logits of the last prompt position [vocab]. */
+  /** [prompts.length × vocab]: row i holds the logits of prompt i's last position. */
   logits: Float32Array;
-  /** Logits of every prompt position [promptLength × vocab], only when asked for. */
+  /** Logits of every position of the one prompt [promptLength × vocab], only when asked for. */
   allLogits: Float32Array | null;
   ms: number;
 }

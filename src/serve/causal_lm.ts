@@ -25,6 +25,12 @@ export interface ForwardInput {
   past?: KvCache | null;
   /** Logits for the last k positions only; 0 (default) = every position. */
   numLogitsToKeep?: number;
+  /**
+   * Tensors shaped like this step's `present` ([batch, kvHeads, past + seq,
+   * headDim] per layer) for onnxruntime to write the new cache into, instead
+   * of allocating fresh output buffers every step; returned as `present`.
+   */
+  presentInto?: KvCache;
 }
 
 export interface ForwardOutput {
@@ -79,8 +85,17 @@ export class CausalLM {
       feeds[IO_NAMES.pastKey(i)] = l.key;
       feeds[IO_NAMES.pastValue(i)] = l.value;
     });
-    const out = await this.session.run(feeds);
-    const layers = past.layers.map((_, i) => ({
+    const into = input.presentInto;
+    if (into && (into.batch !== batch || into.length !== total)) {
+      throw new Error(`present buffers [${into.batch}, ${into.length}] do not match the step [${batch}, ${total}]`);
+    }
+    const fetches: Record<string, OrtTensor | null> = { [IO_NAMES.logits]: null };
+    past.layers.forEach((_, i) => {
+      fetches[IO_NAMES.presentKey(i)] = into?.layers[i].key ?? null;
+      fetches[IO_NAMES.presentValue(i)] = into?.layers[i].value ?? null;
+    });
+    const out = await this.session.run(feeds, fetches);
+    const layers = into?.layers ?? past.layers.map((_, i) => ({
       key: out[IO_NAMES.presentKey(i)],
       value: out[IO_NAMES.presentValue(i)],
     }));
