@@ -6,8 +6,8 @@ import {
   samplingDistribution,
   type SamplingParams,
   topKIndices,
-  topLogprobs,
 } from "../src/serve/sampler.ts";
+import { rawLogprob } from "../src/serve/sequence.ts";
 
 const params = (p: Partial<SamplingParams>): SamplingParams => ({ temperature: 1, topP: 1, topK: 0, ...p });
 const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);
@@ -242,15 +242,32 @@ Deno.test("logSoftmax is stable and normalised", () => {
   assert.ok(Math.abs(small[0] - Math.log(0.2)) < 1e-6 && Math.abs(small[1] - Math.log(0.8)) < 1e-6);
 });
 
-Deno.test("topLogprobs / topKIndices: descending, ties → lower id, k clamped", () => {
+Deno.test("topKIndices: descending, ties → lower id, k clamped", () => {
   const lp = Float32Array.of(-3, -1, -2, -1, NaN, -0.5);
-  assert.deepEqual(topLogprobs(lp, 3), [{ id: 5, logprob: -0.5 }, { id: 1, logprob: -1 }, { id: 3, logprob: -1 }]);
-  assert.equal(topLogprobs(lp, 0).length, 0);
+  assert.deepEqual(Array.from(topKIndices(lp, 3)), [5, 1, 3]);
+  assert.equal(topKIndices(lp, 0).length, 0);
   assert.deepEqual(Array.from(topKIndices(lp, 99)), [5, 1, 3, 2, 0, 4]);
   const r = new Rng(11);
   const big = Float32Array.from({ length: 5000 }, () => Math.floor(r.nextFloat() * 100));
   const want = Array.from(big.keys()).sort((a, b) => big[b] - big[a] || a - b).slice(0, 40);
   assert.deepEqual(Array.from(topKIndices(big, 40)), want);
+});
+
+Deno.test("rawLogprob equals the materialised log-softmax; degenerate logits", () => {
+  const r = new Rng(5);
+  const logits = Float32Array.from({ length: 3000 }, () => 20 * r.nextFloat() - 10);
+  const lp = logSoftmax(logits);
+  const raw = rawLogprob(logits, 17, 4);
+  assert.ok(Math.abs(raw.logprob - lp[17]) < 1e-5);
+  assert.deepEqual(raw.top.map((t) => t.id), Array.from(topKIndices(lp, 4)));
+  raw.top.forEach((t) => assert.ok(Math.abs(t.logprob - lp[t.id]) < 1e-5));
+  assert.deepEqual(rawLogprob(logits, 3, 0).top, []);
+  const ties = rawLogprob(Float32Array.of(2, 5, 5, 1), 2, 2);
+  assert.deepEqual(ties.top.map((t) => t.id), [1, 2]);
+  assert.equal(ties.top[0].logprob, ties.logprob);
+  assert.equal(rawLogprob(Float32Array.of(-Infinity, -Infinity), 0, 1).logprob, -Infinity);
+  assert.ok(Number.isNaN(rawLogprob(Float32Array.of(1, NaN), 0, 0).logprob), "NaN logits are reported, not hidden");
+  assert.ok(Number.isNaN(rawLogprob(Float32Array.of(1, Infinity), 0, 0).logprob));
 });
 
 Deno.test("invalid parameters are rejected", () => {

@@ -4,8 +4,7 @@
  */
 import type { Tokenizer } from "../model/tokenizer.ts";
 import type { TokenLogprob } from "./engine_types.ts";
-import { logSoftmax, topLogprobs } from "./sampler.ts";
-import type { RawLogprob } from "./sequence.ts";
+import { type RawLogprob, rawLogprob } from "./sequence.ts";
 
 export type ScoredToken = TokenLogprob & { top: TokenLogprob[] };
 
@@ -39,8 +38,7 @@ export class TokenRenderer {
   prompt(promptIds: number[], allLogits: Float32Array, vocab: number, k: number): (ScoredToken | null)[] {
     return promptIds.map((id, i) => {
       if (i === 0) return null;
-      const lp = logSoftmax(allLogits.subarray((i - 1) * vocab, i * vocab));
-      return this.scored(id, { logprob: lp[id], top: k > 0 ? topLogprobs(lp, k) : [] });
+      return this.scored(id, rawLogprob(allLogits.subarray((i - 1) * vocab, i * vocab), id, k));
     });
   }
 }

@@ -98,24 +98,30 @@ export function topKIndices(values: ArrayLike<number>, k: number): Int32Array {
 }
 
 /** Numerically stable log-softmax (accumulated in float64). */
-export function logSoftmax(logits: Float32Array): Float32Array {
+/**
+ * log Σ exp(logits), stable. -Infinity when every logit is -Infinity; NaN
+ * when a logit is NaN or +Infinity.
+ */
+export function logSumExp(logits: Float32Array): number {
   let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  const out = new Float32Array(logits.length);
-  if (max === -Infinity || max === Infinity || Number.isNaN(max)) {
-    out.fill(max === Infinity ? NaN : -Infinity);
-    return out;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (x > max || Number.isNaN(x)) max = x;
+    if (Number.isNaN(max)) return NaN;
   }
+  if (max === Infinity) return NaN;
+  if (max === -Infinity) return -Infinity;
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  const lse = max + Math.log(sum);
-  for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lse;
-  return out;
+  return max + Math.log(sum);
 }
 
-/** The k highest log-probabilities, descending (ties → lower id first). */
-export function topLogprobs(logprobs: Float32Array, k: number): { id: number; logprob: number }[] {
-  return Array.from(topKIndices(logprobs, k), (id) => ({ id, logprob: logprobs[id] }));
+export function logSoftmax(logits: Float32Array): Float32Array {
+  const lse = logSumExp(logits);
+  const out = new Float32Array(logits.length);
+  if (lse === -Infinity) return out.fill(-Infinity);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lse;
+  return out;
 }
 
 function validate(params: SamplingParams): void {

@@ -373,13 +373,17 @@ export class BatchScheduler implements GenerationEngine {
     }
     if (!step.isStopToken) {
       const event: TokenEvent = { type: "token", id: step.id, text: step.text };
-      if (step.logprob) event.logprob = this.#renderer.scored(step.id, step.logprob);
       const now = performance.now();
       if (seq.firstTokenAt === null) seq.firstTokenAt = now;
       else seq.interTokenMs.push(now - seq.lastTokenAt);
       seq.lastTokenAt = now;
       this.#counters.completionTokensTotal++;
-      this.#deliver(() => seq.channel.push(event));
+      const logprob = step.logprob;
+      this.#deliver(() => {
+        // Off the critical path: each step's logits buffer is fresh and never written again.
+        if (logprob) event.logprob = this.#renderer.scored(event.id, logprob());
+        seq.channel.push(event);
+      });
     }
     if (seq.decoder.finished) this.#complete(seq);
     else seq.lastToken = step.id;

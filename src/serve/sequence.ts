@@ -6,7 +6,7 @@
  * (scheduler.ts), so both produce the same tokens and text.
  */
 import { type DecodeFn, IncrementalDetokenizer } from "./detokenizer.ts";
-import { logSoftmax, Rng, sampleToken, type SamplingParams, type TokenHistory, topLogprobs } from "./sampler.ts";
+import { logSumExp, Rng, sampleToken, type SamplingParams, type TokenHistory, topKIndices } from "./sampler.ts";
 import { StopMatcher } from "./stop_matcher.ts";
 
 export type FinishReason = "stop" | "length";
@@ -33,7 +33,12 @@ export interface SequenceStep {
   isStopToken: boolean;
   /** Newly visible text ("" while held back). */
   text: string;
-  logprob?: RawLogprob;
+  /**
+   * When logprobs were asked for: computes them from this step's logits (a
+   * full pass over the vocabulary), so a caller can do it off its critical
+   * path. The logits must stay unchanged until then.
+   */
+  logprob?: () => RawLogprob;
 }
 
 export class SequenceDecoder {
@@ -73,7 +78,8 @@ export class SequenceDecoder {
     const id = sampleToken(logits, this.#opts.sampling, this.#rng, this.#history);
     // Logprobs describe the model's distribution: log-softmax of the raw
     // logits, before penalties, temperature and top-k/top-p (as OpenAI does).
-    const logprob = this.#opts.logprobs === undefined ? undefined : rawLogprob(logits, id, this.#opts.logprobs);
+    const k = this.#opts.logprobs;
+    const logprob = k === undefined ? undefined : () => rawLogprob(logits, id, k);
     if (this.#stopIds.has(id)) {
       this.#finished = true;
       this.#finishReason = "stop";
@@ -109,8 +115,10 @@ export class SequenceDecoder {
   }
 }
 
-/** Log-probability of `id` and the top `k` tokens under the raw logits. */
+/** Log-probability of `id` and the top `k` tokens under the raw logits (log-softmax, never materialized). */
 export function rawLogprob(logits: Float32Array, id: number, k: number): RawLogprob {
-  const lp = logSoftmax(logits);
-  return { logprob: lp[id], top: k > 0 ? topLogprobs(lp, k) : [] };
+  const lse = logSumExp(logits);
+  // All -Infinity: every token is impossible (as logSoftmax reports it); NaN/+Infinity logits give NaN.
+  const lp = (i: number) => lse === -Infinity ? -Infinity : logits[i] - lse;
+  return { logprob: lp(id), top: Array.from(topKIndices(logits, k), (i) => ({ id: i, logprob: lp(i) })) };
 }
