@@ -4,23 +4,16 @@
  * tokenizer files beside it).
  */
 import { GraphBuilder } from "../onnx/builder.ts";
-import type { Graph, TensorArray, Value } from "../onnx/ir.ts";
+import type { Graph, Value } from "../onnx/ir.ts";
 import { writeModel } from "../onnx/writer.ts";
 import type { ModelConfig } from "./config.ts";
-import { buildDecoder, type ComputeDType, IO_NAMES } from "./decoder_graph.ts";
-import { encodeBf16, encodeF16 } from "./half.ts";
+import { buildDecoder, type ComputeDType, convertWeights, IO_NAMES } from "./decoder_graph.ts";
 import { weightLayout } from "./layout.ts";
 
 /** Where weights come from: a checkpoint, or memory in tests. */
 export interface WeightSource {
   readonly config: ModelConfig;
   read(name: string): Promise<Float32Array>;
-}
-
-export function convertWeights(data: Float32Array, dtype: ComputeDType): TensorArray {
-  if (dtype === "float16") return encodeF16(data);
-  if (dtype === "bfloat16") return encodeBf16(data);
-  return data;
 }
 
 /** The KV-cache causal-LM graph with every weight as a lazily read initializer. */
@@ -54,6 +47,7 @@ export function servingModelPath(dir: string, dtype: ComputeDType): string {
 }
 
 /** Writes the serving model (+ its `.onnx_data`) under `<dir>/onnx/`. */
+
 export async function writeServingModel(source: WeightSource, dir: string, dtype: ComputeDType): Promise<string> {
   await Deno.mkdir(`${dir}/onnx`, { recursive: true });
   const path = servingModelPath(dir, dtype);

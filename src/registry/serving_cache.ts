@@ -5,13 +5,14 @@
  *   keyed by the patch format, the base's compiled directory, the dtype and
  *   the version's content hash. Kilobytes to write (see version_graph.ts).
  * - `full/<key>`: a self-contained model directory compiled from the version's
- *   merged weights (buildServingGraph over the version WeightSource); what
- *   transformers.js needs, and the slow path (writes the whole model).
+ *   merged weights (buildServingGraph over the version WeightSource), keyed
+ *   by the compiler version too; what transformers.js needs, and the slow
+ *   path (writes the whole model).
  *
  * Entries are built atomically (`buildModelDirOnce`).
  */
 import { createHash } from "node:crypto";
-import { buildModelDirOnce } from "../model/compile_cache.ts";
+import { buildModelDirOnce, COMPILER_VERSION } from "../model/compile_cache.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { exportModelDirectory, type WeightSource } from "../model/serving_graph.ts";
 import type { DeltaArtifact } from "./delta_artifact.ts";
@@ -49,7 +50,14 @@ export interface FullEntry {
 }
 
 export async function fullServingDir(e: FullEntry): Promise<string> {
-  const k = key({ v: PATCH_FORMAT, full: true, base: await Deno.realPath(e.baseDir), dtype: e.dtype, hash: e.hash });
+  const k = key({
+    v: PATCH_FORMAT,
+    compiler: COMPILER_VERSION,
+    full: true,
+    base: await Deno.realPath(e.baseDir),
+    dtype: e.dtype,
+    hash: e.hash,
+  });
   return await buildModelDirOnce(`${e.cacheRoot}/full/${k}`, e.dtype, async (dir) => {
     await exportModelDirectory(e.source, e.baseDir, dir, e.dtype);
   });
