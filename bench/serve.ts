@@ -12,10 +12,13 @@
  * Worker, bench/serve_client.ts, off the server's event loop) each
  * send `requests-per-stream` streaming /v1/completions requests back to back
  * (prompt as token ids, greedy, `ignore_eos` so every request generates
- * exactly N tokens, `logprobs: 0` so every token gets a chunk), reading the
- * SSE stream with fetch. Aggregate tok/s =
- * completion tokens / level wall time; TTFT = request start → first token
- * chunk, p50/p99 over the level's requests. A level stops launching requests
+ * exactly N tokens, `logprobs: 0` so every token gets a chunk: the bench
+ * model's random tokens are mostly ids its byte tokenizer decodes to no text,
+ * and this server sends no empty chunks), reading the SSE stream with fetch.
+ * The logprob costs this server a pass over the vocabulary per token that the
+ * baseline does not make. Aggregate tok/s = completion tokens (from the usage
+ * chunk) / level wall time; TTFT = request start → first token chunk,
+ * p50/p99 over the level's requests. A level stops launching requests
  * after `level-seconds`. Servers run alone (the other released), alternating
  * for `rounds` rounds (which one goes first alternates too), because this
  * kind of shared VM drifts by up to 2x over minutes: a level's figures are
@@ -23,7 +26,8 @@
  * Both use every core by default (`--baseline-threads same`); `default`
  * leaves transformers.js' session options as they ship (onnxruntime then
  * chose one thread on a 2-vCPU VM).
- * Prints JSON, then a one-line summary; writes bench/results/serve.json.
+ * Prints JSON, then a one-line summary; writes bench/results/serve.json
+ * (serve-baseline-threads-<setting>.json for another baseline setting).
  */
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
@@ -253,7 +257,11 @@ const result = {
 };
 console.log(JSON.stringify(result, null, 2));
 await Deno.mkdir("bench/results", { recursive: true });
-await Deno.writeTextFile("bench/results/serve.json", JSON.stringify(result, null, 2) + "\n");
+// A non-default baseline thread setting is a side experiment: it gets its own file.
+const outName = values["baseline-threads"] === "same"
+  ? "serve"
+  : `serve-baseline-threads-${values["baseline-threads"]}`;
+await Deno.writeTextFile(`bench/results/${outName}.json`, JSON.stringify(result, null, 2) + "\n");
 client.terminate();
 const at = levels.includes(8) ? 8 : levels[levels.length - 1];
 const i = levels.indexOf(at);

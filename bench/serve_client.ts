@@ -46,9 +46,9 @@ async function streamOnce(spec: LevelSpec, promptIds: number[]): Promise<Request
       max_tokens: spec.newTokens,
       temperature: 0,
       ignore_eos: true,
-      // A chunk per token even while text is held back (a partial UTF-8
-      // character, common with random byte-level models), so TTFT is the first
-      // token, not the first printable text. The baseline ignores it.
+      // A chunk per token even when a token shows no text (the bench model's
+      // random ids mostly decode to nothing), so TTFT is the first token, not
+      // the first printable text. The baseline ignores it.
       logprobs: 0,
       stream: true,
       stream_options: { include_usage: true },

@@ -153,3 +153,44 @@ Deno.test("context (prompt tail) gives the first generated token its leading spa
   // Without context it decodes like the start of a text.
   assert.deepEqual(stream(spDecode, sp("▁world", "?")).chunks, ["world", "?"]);
 });
+
+Deno.test("byte-level: stray bytes hold back only themselves, never the text before them", () => {
+  const v = new ByteVocab();
+  const ids = [
+    v.id(utf8.encode("Hello")),
+    v.id(Uint8Array.of(0x80)), // a stray continuation byte: never valid
+    v.id(utf8.encode(" wor")),
+    v.id(Uint8Array.of(0xe2, 0x82)), // the start of "€"
+    v.id(Uint8Array.of(0xff)), // invalid: "€" can no longer complete
+    v.id(utf8.encode("ld")),
+  ];
+  const { chunks, tail } = stream(v.decode, ids);
+  assert.deepEqual(chunks, ["Hello", "", "\uFFFD wor", "", "", "\uFFFD\uFFFDld"]);
+  assert.equal(tail, "");
+  // A run of stray bytes: the text before it is out at once, the run itself at the end.
+  const w = new ByteVocab();
+  const run = [w.id(utf8.encode("ok ")), ...Array.from({ length: 6 }, () => w.id(Uint8Array.of(0xc3)))];
+  const r = stream(w.decode, run);
+  assert.deepEqual(r.chunks, ["ok ", "", "", "", "", "", ""]);
+  assert.equal(r.chunks.join("") + r.tail, w.decode(run));
+});
+
+Deno.test("byte-level: random bytes (mostly not UTF-8): the chunks always add up to the full decode", () => {
+  let seed = 99;
+  const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296;
+  for (let trial = 0; trial < 200; trial++) {
+    const v = new ByteVocab();
+    const ids = Array.from({ length: 40 }, () => {
+      const n = 1 + Math.floor(rnd() * 3);
+      return v.id(Uint8Array.from({ length: n }, () => Math.floor(rnd() * 256)));
+    });
+    const { chunks, tail } = stream(v.decode, ids);
+    assert.equal(chunks.join("") + tail, v.decode(ids), `trial ${trial}`);
+    // Each prefix of the stream shows the decode of its tokens minus at most a trailing U+FFFD run.
+    for (let k = 1; k <= ids.length; k++) {
+      const shown = chunks.slice(0, k).join("");
+      const full = v.decode(ids.slice(0, k));
+      assert.ok(full.startsWith(shown) && /^\uFFFD*$/.test(full.slice(shown.length)), `trial ${trial}, token ${k}`);
+    }
+  }
+});

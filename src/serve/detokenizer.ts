@@ -7,8 +7,12 @@
  * window minus that prefix. Decoding with one token of left context keeps
  * context-dependent output right (sentencepiece drops the leading space of
  * the first token; cleanup may merge " ," into ","). While the window's text
- * ends with U+FFFD (an incomplete UTF-8 sequence, e.g. half an emoji) nothing
- * is emitted. Cost per token is O(window), not O(total).
+ * ends with U+FFFD (an incomplete UTF-8 sequence, e.g. half an emoji, or
+ * bytes that are not UTF-8 at all) that trailing run is held back, but the
+ * text before it is emitted: UTF-8 decoding is self-synchronising, so later
+ * bytes cannot change it. (Holding everything instead stalls a stream for as
+ * long as a model keeps producing stray bytes.) Cost per token is O(window),
+ * not O(total).
  */
 
 /** Decodes ids to text; must decode an incomplete UTF-8 tail as U+FFFD (like a non-fatal TextDecoder). */
@@ -37,19 +41,29 @@ export class IncrementalDetokenizer {
   #readOffset: number;
   /** decode(ids[0:readOffset]), cached so each push decodes once. */
   #prefixText: string;
+  /** Characters of the window's text emitted so far (≥ prefixText.length: text before a held-back tail). */
+  #emitted: number;
 
   constructor(decode: DecodeFn, opts?: DetokenizerOptions) {
     this.#decode = decode;
     this.#ids = (opts?.context ?? []).slice(-CONTEXT_TOKENS);
     this.#readOffset = this.#ids.length;
     this.#prefixText = this.#ids.length > 0 ? decode(this.#ids) : "";
+    this.#emitted = this.#prefixText.length;
   }
 
   /** Adds one token; returns the text it completed (possibly ""). */
   push(id: number): string {
     this.#ids.push(id);
     const text = this.#decode(this.#ids);
-    if (text.endsWith(REPLACEMENT_CHAR)) return ""; // wait for the rest of the character
+    if (text.endsWith(REPLACEMENT_CHAR)) {
+      // Hold the trailing run (it may still become a character); emit what precedes it.
+      let stable = text.length;
+      while (stable > this.#emitted && text[stable - 1] === REPLACEMENT_CHAR) stable--;
+      const delta = text.slice(this.#emitted, stable);
+      this.#emitted = Math.max(this.#emitted, stable);
+      return delta;
+    }
     if (text.length > this.#prefixText.length) return this.#advance(text);
     if (text === this.#prefixText) {
       // The token adds no text (e.g. a skipped special token): mark it read
@@ -63,15 +77,16 @@ export class IncrementalDetokenizer {
   flush(): string {
     if (this.#readOffset === this.#ids.length) return "";
     const text = this.#decode(this.#ids);
-    return text.length > this.#prefixText.length ? this.#advance(text) : "";
+    return text.length > this.#emitted ? this.#advance(text) : "";
   }
 
   /** Emits text beyond the prefix and slides the window: new prefix = old read offset. */
   #advance(text: string): string {
-    const delta = text.slice(this.#prefixText.length);
+    const delta = text.slice(this.#emitted);
     this.#ids = this.#ids.slice(this.#readOffset);
     this.#readOffset = this.#ids.length;
     this.#prefixText = this.#decode(this.#ids);
+    this.#emitted = this.#prefixText.length;
     return delta;
   }
 }
