@@ -4,7 +4,9 @@
  * Prefill and decode throughput of this engine and of transformers.js
  * `generate()` on the same exported model directory, in one run, plus the
  * memory-bandwidth bound of decoding (weight bytes per token over a measured
- * copy bandwidth). Prints a JSON result, then a one-line summary.
+ * copy bandwidth). Prints a JSON result (also written to
+ * bench/results/decode.json), then a one-line summary. Both engines use every
+ * core (onnxruntime intra-op threads = cores).
  *
  * Method, identical for both engines: one greedy generation of N tokens (no
  * EOS) with a per-token callback (our `onToken`, transformers.js' streamer);
@@ -136,6 +138,8 @@ const result = {
   bandwidth_bound_decode_tok_s: bandwidth / weightBytesPerToken,
 };
 console.log(JSON.stringify(result, null, 2));
+await Deno.mkdir("bench/results", { recursive: true });
+await Deno.writeTextFile("bench/results/decode.json", JSON.stringify(result, null, 2) + "\n");
 console.log(
   `bench:decode ${preset}: decode ${engine.decode_tok_s.toFixed(1)} tok/s vs transformers.js ` +
     `${transformersJs.decode_tok_s.toFixed(1)} tok/s (${result.decode_ratio.toFixed(2)}x); prefill ` +
