@@ -64,6 +64,9 @@ function assertSameCache(actual: KvCache, expected: KvCache): void {
   });
 }
 
+/** A one-prompt prefill's cache. */
+const addSolo = (store: KvStore, id: number, c: KvCache) => store.addPrefilled([id], c, [c.length]);
+
 const rowOf = (id: number, c: KvCache) => ({ id, layers: c.layers, row: 0, width: c.length, len: c.length });
 
 Deno.test("pack right-aligns rows over zero padding; mask and positions follow", () => {
@@ -112,12 +115,12 @@ Deno.test("float16 caches are copied bit-exactly", () => {
 
 Deno.test("KvStore: solo adoption, joins, parking and compaction", () => {
   const store = new KvStore();
-  store.addSolo(1, soloCache(1, 40));
+  addSolo(store, 1, soloCache(1, 40));
   let r = store.prepare([1]);
   assert.equal(r.repacked, false, "a lone sequence adopts its prefill cache");
   r.batch.advance(fakePresent(r.batch));
-  store.addSolo(2, soloCache(2, 3));
-  store.addSolo(3, soloCache(3, 5));
+  addSolo(store, 2, soloCache(2, 3));
+  addSolo(store, 3, soloCache(3, 5));
   r = store.prepare([2, 1, 3]);
   assert.equal(r.repacked, true);
   assert.equal(r.batch.width, 41);
@@ -137,7 +140,7 @@ Deno.test("KvStore: solo adoption, joins, parking and compaction", () => {
   assertSameCache(r.batch.extract(2), soloCache(2, 5));
   assert.throws(() => store.prepare([9]), SequenceStateError);
   assert.throws(() => store.prepare([2, 2]), SequenceStateError);
-  assert.throws(() => store.addSolo(2, soloCache(2, 1)), SequenceStateError);
+  assert.throws(() => addSolo(store, 2, soloCache(2, 1)), SequenceStateError);
   store.drop([2, 3, 77]);
   assert.equal(store.size, 0);
 });

@@ -28,10 +28,6 @@ export class KvStore {
     return this.#solo.size + (this.#batch?.size ?? 0);
   }
 
-  addSolo(id: number, cache: KvCache): void {
-    this.addPrefilled([id], cache, [cache.length]);
-  }
-
   /** The sequences of one prefill: row b of `cache` is `ids[b]`, its `lens[b]` tokens right-aligned. */
   addPrefilled(ids: number[], cache: KvCache, lens: number[]): void {
     if (ids.length !== cache.batch || lens.length !== cache.batch) {
