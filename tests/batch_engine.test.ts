@@ -20,7 +20,7 @@ import {
 import { generate, type GenerateOptions } from "../src/serve/generate.ts";
 import { type LoadedModel, loadModel, type PreparedModel, prepareModel } from "../src/serve/load_model.ts";
 import type { SamplingParams } from "../src/serve/sampler.ts";
-import { logSoftmax } from "../src/serve/sampler.ts";
+import { logSoftmax } from "./helpers/log_softmax.ts";
 import {
   BatchScheduler,
   EngineClosedError,

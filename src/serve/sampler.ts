@@ -116,14 +116,6 @@ export function logSumExp(logits: Float32Array): number {
   return max + Math.log(sum);
 }
 
-export function logSoftmax(logits: Float32Array): Float32Array {
-  const lse = logSumExp(logits);
-  const out = new Float32Array(logits.length);
-  if (lse === -Infinity) return out.fill(-Infinity);
-  for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lse;
-  return out;
-}
-
 function validate(params: SamplingParams): void {
   if (!(params.temperature >= 0) || params.temperature === Infinity) {
     throw new RangeError(`temperature must be finite and >= 0, got ${params.temperature}`);
