@@ -28,6 +28,8 @@ export interface DecoderOptions {
    * Serving form: past_key_values.* inputs, present.* outputs, and the
    * `num_logits_to_keep` input (0 = logits at every position, k = the last k),
    * which transformers.js sets to 1 while generating, as this engine does.
+   * Also `step_key_values.*` outputs: the keys and values of this step's
+   * tokens only (see IO_NAMES.stepKey).
    */
   kvCache: boolean;
   /** The graph value of an HF tensor (an initializer or an input). */
@@ -56,6 +58,15 @@ export const IO_NAMES = {
   pastValue: (i: number) => `past_key_values.${i}.value`,
   presentKey: (i: number) => `present.${i}.key`,
   presentValue: (i: number) => `present.${i}.value`,
+  /**
+   * Keys (rotated) and values of the step's own tokens, [batch, kvHeads, seq,
+   * headDim]: what `present` adds to `past`. The engine keeps its cache itself
+   * and fetches these instead of `present`, because onnxruntime-node copies
+   * every fetched output into a fresh buffer. (Not named `present*`:
+   * transformers.js maps every output so named to a past input.)
+   */
+  stepKey: (i: number) => `step_key_values.${i}.key`,
+  stepValue: (i: number) => `step_key_values.${i}.value`,
 };
 
 /** Rotary inverse frequencies with HF's rope scaling rules. */
@@ -121,23 +132,23 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
     ? fusedRotary(g, config, dtype, positionIds)
     : rotaryFromOps(g, config, dtype, positionIds);
 
-  // Additive attention bias [B, 1, rep·S, T]: causal by cache index, padding from attention_mask.
+  // Additive attention bias [B, 1, rep·S, T], by positions rather than cache
+  // columns: a key's position is the number of unmasked columns before it
+  // (CumSum of attention_mask), a query's is its position id. So a cache may
+  // hold masked, unused columns anywhere (left padding, or the engine's spare
+  // columns after each row's tokens) and causality and the window stay exact.
   const maskBias = g.scoped("mask", () => {
-    const total = g.gather(g.shapeOf(attentionMask), g.constant(1, "int64", []));
-    const seq = g.gather(g.shapeOf(inputIds), g.constant(1, "int64", []));
-    const keyIdx = g.unsqueeze(g.op1("Range", [g.constant(0, "int64", []), total, g.constant(1, "int64", [])]), [0]);
-    const queryIdx = g.unsqueeze(
-      g.op1("Range", [g.op1("Sub", [total, seq]), total, g.constant(1, "int64", [])]),
-      [1],
-    );
-    let allowed = g.op1("LessOrEqual", [keyIdx, queryIdx]); // [S, T]
+    const one = g.constant(1, "int64", []);
+    const keyPos = g.unsqueeze(g.sub(g.op1("CumSum", [attentionMask, one]), one), [1, 2]); // [B,1,1,T]
+    const queryPos = g.unsqueeze(positionIds, [1, 3]); // [B,1,S,1]
+    let allowed = g.op1("LessOrEqual", [keyPos, queryPos]);
     if (config.slidingWindow !== null) {
       // HF Mistral: query p sees keys k with p - window < k <= p.
-      const lower = g.op1("Sub", [queryIdx, g.constant(config.slidingWindow, "int64", [])]);
-      allowed = g.op1("And", [allowed, g.op1("Greater", [keyIdx, lower])]);
+      const lower = g.sub(queryPos, g.constant(config.slidingWindow, "int64", []));
+      allowed = g.op1("And", [allowed, g.op1("Greater", [keyPos, lower])]);
     }
-    const present = g.unsqueeze(g.op1("Equal", [attentionMask, g.constant(1, "int64", [])]), [1, 2]); // [B,1,1,T]
-    allowed = g.op1("And", [g.unsqueeze(allowed, [0, 1]), present]); // [B,1,S,T]
+    const present = g.unsqueeze(g.op1("Equal", [attentionMask, one]), [1, 2]); // [B,1,1,T]
+    allowed = g.op1("And", [allowed, present]); // [B,1,S,T]
     // Built in float32 and cast: not every EP has half-precision Where kernels.
     const bias = g.cast(g.where(allowed, g.scalar(0, "float32"), g.scalar(lowest(dtype), "float32")), dtype);
     return rep === 1 ? bias : g.concat(Array(rep).fill(bias), 2);
@@ -150,10 +161,12 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
     const p = `model.layers.${i}`;
     h = g.scoped(`layers.${i}`, () => {
       const x = rmsNorm(h, `${p}.input_layernorm.weight`);
-      const heads = (y: Value, n: number, normName: string | null): Value => {
+      // Graph outputs are named where they are computed: a renaming Identity would copy them.
+      const stepName = (name: (i: number) => string) => opts.kvCache ? [name(i)] : undefined;
+      const heads = (y: Value, n: number, normName: string | null, names?: string[]): Value => {
         let r = g.reshape(y, [0, 0, n, hd]);
         if (normName) r = rmsNorm(r, normName);
-        return g.transpose(r, [0, 2, 1, 3]); // [B, n, S, hd]
+        return g.op1("Transpose", [r], { perm: [0, 2, 1, 3] }, { names }); // [B, n, S, hd]
       };
       const qk = config.qkNorm;
       let q = heads(
@@ -166,11 +179,12 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
         nKV,
         qk ? `${p}.self_attn.k_norm.weight` : null,
       );
-      let v = heads(linear(x, `${p}.self_attn.v_proj`, config.attentionBias), nKV, null);
+      let v = heads(linear(x, `${p}.self_attn.v_proj`, config.attentionBias), nKV, null, stepName(IO_NAMES.stepValue));
       q = rotate(q);
-      k = rotate(k);
+      k = rotate(k, stepName(IO_NAMES.stepKey));
       if (opts.kvCache) {
-        // The concats write the outputs directly: a renaming Identity would copy the whole cache again.
+        g.output(k);
+        g.output(v);
         const grow = (pastValue: Value, x: Value, name: string) =>
           g.output(g.op1("Concat", [pastValue, x], { axis: 2 }, { names: [name] }));
         k = grow(past[i].key, k, IO_NAMES.presentKey(i));
@@ -242,10 +256,11 @@ function fusedRotary(g: GraphBuilder, config: ModelConfig, dtype: ComputeDType, 
   };
   const cos = g.initializer("rotary.cos_cache", dtype, [rows, half], table(Math.cos));
   const sin = g.initializer("rotary.sin_cache", dtype, [rows, half], table(Math.sin));
-  return (x: Value): Value =>
+  return (x: Value, names?: string[]): Value =>
     g.op1("RotaryEmbedding", [x, positionIds, cos, sin], { interleaved: 0 }, {
       domain: "com.microsoft",
       types: [{ dtype: x.dtype, shape: x.shape }],
+      names,
     });
 }
 

@@ -274,6 +274,7 @@ const inference: Record<string, Infer> = {
   Size: () => [{ dtype: "int64", shape: [] }],
   Sign: same,
   Sum: broadcast(),
+  CumSum: same,
 };
 
 const dtypeToOnnxCode: Record<DType, number> = {

@@ -1,43 +1,32 @@
 /**
- * The KV caches of the sequences decoding together, kept as ONE left-padded
- * batch cache: per layer, key and value tensors [B, kvHeads, W, headDim]
- * where row b holds its `lens[b]` tokens right-aligned in columns
- * [W - lens[b], W) and zeros before them (masked out by attention_mask 0;
- * zeros, not garbage, because 0 · NaN would poison the softmax-weighted sum).
+ * The KV caches of the sequences decoding together, kept as ONE batch cache
+ * the worker owns: per layer, key and value buffers laid out as
+ * [rows, kvHeads, C, headDim], where row b holds its `lens[b]` tokens in
+ * columns [0, lens[b]) and C (the capacity) exceeds every length. A step
+ * feeds these buffers as `past` with the columns past each row's end masked
+ * out, fetches only the step's own keys and values (`CausalLM.forwardStep`)
+ * and writes them at column `lens[b]` of each row.
  *
- * Why one persistent padded batch (rather than per-sequence caches gathered
- * into a batch each step): a decode step then feeds the previous step's
- * `present` tensors straight back as `past`, with no copy on our side; the
- * graph's own concat already copies the cache once per step. Gathering per
- * step would add a gather and a scatter copy of the whole cache to every step:
- * on the SmolLM2-135M shape (fp32, 30 layers) with 8-32 rows of 256-512
- * tokens (90-360 MiB of cache) those copies took 80-1000 ms against 200-1400
- * ms per decode step on a shared 2-core machine, i.e. they would about double
- * each step's memory traffic. Here copies happen only when membership changes:
- * - join: one re-pack of the whole batch (new rows + old rows, trimmed to the
- *   longest row), which costs about what one step's concat costs;
- * - leave: the last row is moved into the freed row (one row copy) and the
- *   tensors shrink to a prefix view, since the batch is the outermost dim;
- * - compaction: when the longest row leaves, columns that are padding in
- *   every row are trimmed by a re-pack once they waste a quarter of the width.
- * Rows always stay contiguous at the right end, so relative cache indices
- * equal relative positions and the graph's causal and sliding-window masks
- * (by cache index) stay exact; position ids are per row (= its length).
+ * Why the engine keeps the cache rather than taking `present` from each step:
+ * onnxruntime-node copies every fetched output into a fresh JS buffer (even a
+ * preallocated one) while inputs are passed without a copy. On the
+ * SmolLM2-135M shape at batch 8, fetching `present` cost 6 of 33 ms per step
+ * at 128 cached tokens and 20 of 50 ms at 256. The graph attends by position
+ * (decoder_graph.ts), so the unused columns between a row's end and C are just
+ * masked keys (only real tokens' values are ever copied in, so they are
+ * finite and their zero softmax weight stays zero).
  *
- * Steps write their `present` into buffers the batch owns (`presentTarget`):
- * the previous past's buffers, which nothing reads once a step has run, with
- * `SLACK_COLUMNS` spare columns when they must grow. Two buffer sets
- * alternate, so a decode step allocates nothing: fresh 10-100 MB output
- * buffers every step (page faults, zeroing, GC pressure) made batch-8 steps
- * on SmolLM2-135M about a quarter slower.
+ * Copies happen only when the set of rows or the capacity changes:
+ * - join: the new sequence's tokens are copied into the next row (one row);
+ * - leave: the last row moves into the freed row (one row copy); the tensors
+ *   fed to the model are a prefix view, since the batch is the outermost dim;
+ * - capacity: when the longest row reaches C, or C exceeds the longest row by
+ *   more than 2·SLACK_COLUMNS after it left, every row is copied into buffers
+ *   SLACK_COLUMNS wider than the longest row (at most once per SLACK_COLUMNS
+ *   steps while rows grow). Row capacity doubles when full.
  */
-import type { KvCache } from "../serve/causal_lm.ts";
+import type { KvCache, LayerKv } from "../serve/causal_lm.ts";
 import { ort, type OrtTensor } from "./ort.ts";
-
-export interface LayerKv {
-  key: OrtTensor;
-  value: OrtTensor;
-}
 
 type KvArray = Float32Array | Uint16Array;
 
@@ -47,14 +36,10 @@ function kvData(t: OrtTensor): KvArray {
   throw new TypeError(`unsupported KV cache tensor type ${t.type}`);
 }
 
-function allocLike(t: OrtTensor, length: number): KvArray {
-  return kvData(t) instanceof Float32Array ? new Float32Array(length) : new Uint16Array(length);
-}
-
-function tensorLike(t: OrtTensor, data: KvArray, dims: number[]): OrtTensor {
-  return t.type === "float32"
-    ? new ort.Tensor("float32", data as Float32Array, dims)
-    : new ort.Tensor("float16", data as Uint16Array, dims);
+function tensorOf(half: boolean, data: KvArray, dims: number[]): OrtTensor {
+  return half
+    ? new ort.Tensor("float16", data as Uint16Array, dims)
+    : new ort.Tensor("float32", data as Float32Array, dims);
 }
 
 /** One sequence's tokens inside some cache: row `row` of tensors `width` wide, right-aligned. */
@@ -66,30 +51,12 @@ export interface RowSource {
   len: number;
 }
 
-/** Copies right-aligned rows of `src` tensors into a fresh [rows.length, kv, width, hd] tensor. */
-function gatherRows(pick: (r: RowSource) => OrtTensor, rows: RowSource[], width: number): OrtTensor {
-  const proto = pick(rows[0]);
-  const [, kvHeads, , headDim] = proto.dims;
-  const out = allocLike(proto, rows.length * kvHeads * width * headDim);
-  rows.forEach((r, b) => {
-    const src = kvData(pick(r));
-    const n = r.len * headDim;
-    for (let h = 0; h < kvHeads; h++) {
-      const from = ((r.row * kvHeads + h) * r.width + (r.width - r.len)) * headDim;
-      const to = ((b * kvHeads + h) * width + (width - r.len)) * headDim;
-      out.set(src.subarray(from, from + n), to);
-    }
-  });
-  return tensorLike(proto, out, [rows.length, kvHeads, width, headDim]);
-}
-
 /**
- * Model inputs for prefilling several prompts in one pass, left-padded like
- * the batch cache: row b holds its prompt right-aligned, padding masked out
- * (token 0 at position 0, never attended to). The cache it produces is in
- * PaddedBatch row form: row b's `lens[b]` tokens end at the last column.
- * Its padding columns hold values computed from the pad token; they are
- * never attended to, and `PaddedBatch.pack` copies only each row's own columns.
+ * Model inputs for prefilling several prompts in one pass, left-padded: row b
+ * holds its prompt right-aligned, padding masked out (token 0 at position 0,
+ * never attended to). Row b's `lens[b]` tokens thus end at the last column of
+ * the step's keys and values (a RowSource); the padding columns hold values
+ * computed from the pad token, which no copy ever takes.
  */
 export function leftPaddedPrompts(prompts: number[][]): {
   inputIds: number[][];
@@ -107,156 +74,195 @@ export function leftPaddedPrompts(prompts: number[][]): {
   };
 }
 
-/** Columns of headroom when present buffers are (re)allocated: they then serve that many steps. */
+/** Spare columns after the longest row when buffers are (re)allocated: that many steps run without a copy. */
 export const SLACK_COLUMNS = 32;
 
-/** The whole buffer under a cache tensor's data, when the tensor starts it (ours to reuse). */
-function wholeBuffer(t: OrtTensor): KvArray | null {
-  const d = kvData(t);
-  if (d.byteOffset !== 0) return null;
-  return d instanceof Float32Array ? new Float32Array(d.buffer) : new Uint16Array(d.buffer);
+/** Where row `row`, head `h`, column `col` starts in a [*, kvHeads, width, headDim] buffer. */
+function offset(row: number, h: number, col: number, kvHeads: number, width: number, headDim: number): number {
+  return ((row * kvHeads + h) * width + col) * headDim;
 }
 
-export class PaddedBatch {
-  /** Per layer key then value: buffers free for the next step's `present`. */
-  private spare: KvArray[] = [];
+export class KvBatch {
+  /** Per layer, key then value: [rowCapacity, kvHeads, capacity, headDim]. */
+  #buffers: KvArray[] = [];
+  #rowCapacity = 0;
+  #capacity = 0;
+  readonly ids: number[] = [];
+  readonly lens: number[] = [];
 
   private constructor(
-    private layers: LayerKv[],
-    private widthCols: number,
-    readonly ids: number[],
-    readonly lens: number[],
+    private readonly layerCount: number,
+    private readonly kvHeads: number,
+    private readonly headDim: number,
+    private readonly half: boolean,
   ) {}
 
-  /** A batch of one that adopts a solo cache as is (no copy). */
-  static fromSolo(id: number, cache: KvCache): PaddedBatch {
-    if (cache.batch !== 1) throw new Error(`a solo cache has batch 1, got ${cache.batch}`);
-    return new PaddedBatch(cache.layers, cache.length, [id], [cache.length]);
-  }
-
-  /** A fresh batch holding `rows` in this order, as wide as the longest row. */
-  static pack(rows: RowSource[]): PaddedBatch {
-    if (rows.length === 0) throw new Error("cannot pack an empty batch");
-    const width = Math.max(...rows.map((r) => r.len));
-    const layers = rows[0].layers.map((_, i) => ({
-      key: gatherRows((r) => r.layers[i].key, rows, width),
-      value: gatherRows((r) => r.layers[i].value, rows, width),
-    }));
-    return new PaddedBatch(layers, width, rows.map((r) => r.id), rows.map((r) => r.len));
+  /** An empty batch for caches shaped like `proto`'s tensors. */
+  static like(proto: RowSource): KvBatch {
+    const t = proto.layers[0].key;
+    const [, kvHeads, , headDim] = t.dims;
+    return new KvBatch(proto.layers.length, kvHeads, headDim, kvData(t) instanceof Uint16Array);
   }
 
   get size(): number {
     return this.ids.length;
   }
 
-  /** Cache width (past length), padding included. */
-  get width(): number {
-    return this.widthCols;
-  }
-
-  /** Columns that are padding in every row. */
-  get commonPadding(): number {
-    return this.widthCols - Math.max(...this.lens);
+  /** Columns every row spans in the step's `past` (masked ones included). */
+  get capacity(): number {
+    return this.#capacity;
   }
 
   has(id: number): boolean {
     return this.ids.includes(id);
   }
 
-  row(id: number): RowSource {
-    const row = this.ids.indexOf(id);
-    if (row < 0) throw new Error(`sequence ${id} is not in the batch`);
-    return { id, layers: this.layers, row, width: this.widthCols, len: this.lens[row] };
-  }
-
-  rows(): RowSource[] {
-    return this.ids.map((id) => this.row(id));
-  }
-
-  /** The cache as `past` for the next step. */
-  asCache(): KvCache {
-    return { layers: this.layers, length: this.widthCols, batch: this.ids.length };
-  }
-
-  /** attention_mask for one new token per row: [B][W + 1]. */
-  stepMask(): number[][] {
-    return this.lens.map((len) => {
-      const m = new Array<number>(this.widthCols + 1).fill(1);
-      m.fill(0, 0, this.widthCols - len);
-      return m;
+  /** Appends a sequence as the last row, copying its tokens. */
+  add(src: RowSource): void {
+    if (this.has(src.id)) throw new Error(`sequence ${src.id} is already in the batch`);
+    if (src.layers.length !== this.layerCount) throw new Error("cache layer count does not match the batch");
+    const rows = this.ids.length + 1;
+    if (rows > this.#rowCapacity || src.len >= this.#capacity) {
+      this.#reallocate(Math.max(rows, 2 * this.#rowCapacity, 4), Math.max(src.len, ...this.lens));
+    }
+    const row = this.ids.length;
+    src.layers.forEach((l, i) => {
+      this.#copyIn(this.#buffers[2 * i], kvData(l.key), src, row);
+      this.#copyIn(this.#buffers[2 * i + 1], kvData(l.value), src, row);
     });
+    this.ids.push(src.id);
+    this.lens.push(src.len);
   }
 
-  /** position_ids for one new token per row: [B][1]. */
-  stepPositions(): number[][] {
-    return this.lens.map((len) => [len]);
-  }
-
-  /** Tensors for the next step to write its `present` into ([B, kv, W + 1, hd] per layer), over spare buffers. */
-  presentTarget(): KvCache {
-    const [, kvHeads, , headDim] = this.layers[0].key.dims;
-    const rows = this.ids.length, width = this.widthCols + 1;
-    const need = rows * kvHeads * width * headDim;
-    if (this.spare.length !== 2 * this.layers.length || this.spare.some((b) => b.length < need)) {
-      const capacity = rows * kvHeads * (width + SLACK_COLUMNS) * headDim;
-      this.spare = this.layers.flatMap((l) => [allocLike(l.key, capacity), allocLike(l.value, capacity)]);
-    }
-    const dims = [rows, kvHeads, width, headDim];
-    const view = (proto: OrtTensor, buffer: KvArray) => tensorLike(proto, buffer.subarray(0, need), dims);
-    return {
-      layers: this.layers.map((l, i) => ({
-        key: view(l.key, this.spare[2 * i]),
-        value: view(l.value, this.spare[2 * i + 1]),
-      })),
-      length: width,
-      batch: rows,
-    };
-  }
-
-  /**
-   * Adopts a step's `present` tensors: every row grew by one token. The
-   * past's buffers become the spare set for the next step's present.
-   */
-  advance(present: KvCache): void {
-    if (present.batch !== this.ids.length || present.length !== this.widthCols + 1) {
-      throw new Error(`present cache [${present.batch}, ${present.length}] does not extend the batch`);
-    }
-    const spare = this.layers.flatMap((l) => [wholeBuffer(l.key), wholeBuffer(l.value)]);
-    this.spare = spare.every((b) => b !== null) ? spare as KvArray[] : [];
-    this.layers = present.layers;
-    this.widthCols = present.length;
-    for (let i = 0; i < this.lens.length; i++) this.lens[i]++;
-  }
-
-  /** A copy of one row as a solo cache [1, kv, len, hd]. */
-  extract(id: number): KvCache {
-    const r = this.row(id);
-    const layers = this.layers.map((_, i) => ({
-      key: gatherRows((s) => s.layers[i].key, [r], r.len),
-      value: gatherRows((s) => s.layers[i].value, [r], r.len),
-    }));
-    return { layers, length: r.len, batch: 1 };
-  }
-
-  /**
-   * Removes a row: the last row moves into its place (one row copy per
-   * tensor) and the tensors become a prefix view one row shorter.
-   */
+  /** Removes a row: the last row moves into its place. */
   remove(id: number): void {
     const row = this.ids.indexOf(id);
     if (row < 0) return;
     const last = this.ids.length - 1;
-    const shrink = (t: OrtTensor): OrtTensor => {
-      const [, kvHeads, width, headDim] = t.dims;
-      const rowSize = kvHeads * width * headDim;
-      const data = kvData(t);
-      if (row !== last) data.copyWithin(row * rowSize, last * rowSize, (last + 1) * rowSize);
-      return tensorLike(t, data.subarray(0, last * rowSize), [last, kvHeads, width, headDim]);
-    };
-    if (last > 0) this.layers = this.layers.map((l) => ({ key: shrink(l.key), value: shrink(l.value) }));
-    this.ids[row] = this.ids[last];
-    this.lens[row] = this.lens[last];
+    if (row !== last) {
+      const rowSize = this.kvHeads * this.#capacity * this.headDim;
+      const len = this.lens[last];
+      for (const b of this.#buffers) {
+        for (let h = 0; h < this.kvHeads; h++) {
+          const from = offset(last, h, 0, this.kvHeads, this.#capacity, this.headDim);
+          b.copyWithin(from - (last - row) * rowSize, from, from + len * this.headDim);
+        }
+      }
+      this.ids[row] = this.ids[last];
+      this.lens[row] = this.lens[last];
+    }
     this.ids.pop();
     this.lens.pop();
+    const longest = Math.max(0, ...this.lens);
+    if (this.ids.length > 0 && this.#capacity - longest > 2 * SLACK_COLUMNS) {
+      this.#reallocate(this.#rowCapacity, longest);
+    }
+  }
+
+  /** A copy of one row as a solo cache [1, kv, len, hd]. */
+  extract(id: number): KvCache {
+    const row = this.ids.indexOf(id);
+    if (row < 0) throw new Error(`sequence ${id} is not in the batch`);
+    const len = this.lens[row];
+    const copy = (b: KvArray): OrtTensor => {
+      const out = b instanceof Float32Array ? new Float32Array(this.kvHeads * len * this.headDim) : new Uint16Array(
+        this.kvHeads * len * this.headDim,
+      );
+      for (let h = 0; h < this.kvHeads; h++) {
+        const from = offset(row, h, 0, this.kvHeads, this.#capacity, this.headDim);
+        out.set(b.subarray(from, from + len * this.headDim), h * len * this.headDim);
+      }
+      return tensorOf(this.half, out, [1, this.kvHeads, len, this.headDim]);
+    };
+    const layers = Array.from({ length: this.layerCount }, (_, i) => ({
+      key: copy(this.#buffers[2 * i]),
+      value: copy(this.#buffers[2 * i + 1]),
+    }));
+    return { layers, length: len, batch: 1 };
+  }
+
+  /** The inputs of a decode step over every row: `past` views, the mask [B][C + 1], positions [B][1]. */
+  stepInputs(): { past: KvCache; attentionMask: number[][]; positionIds: number[][] } {
+    const rows = this.ids.length, width = this.#capacity;
+    if (rows === 0) throw new Error("a step needs at least one row");
+    const dims = [rows, this.kvHeads, width, this.headDim];
+    const n = rows * this.kvHeads * width * this.headDim;
+    const view = (b: KvArray) => tensorOf(this.half, b.subarray(0, n), dims);
+    return {
+      past: {
+        layers: Array.from({ length: this.layerCount }, (_, i) => ({
+          key: view(this.#buffers[2 * i]),
+          value: view(this.#buffers[2 * i + 1]),
+        })),
+        length: width,
+        batch: rows,
+      },
+      attentionMask: this.lens.map((len) => {
+        const m = new Array<number>(width + 1).fill(0);
+        m.fill(1, 0, len);
+        m[width] = 1;
+        return m;
+      }),
+      positionIds: this.lens.map((len) => [len]),
+    };
+  }
+
+  /**
+   * Adopts a decode step's own keys and values (per layer [B, kv, 1, hd], rows
+   * in batch order): each row grows by one token.
+   */
+  append(step: LayerKv[]): void {
+    const rows = this.ids.length;
+    const dims = step[0]?.key.dims;
+    if (step.length !== this.layerCount || dims?.[0] !== rows || dims[2] !== 1) {
+      throw new Error(`a step's keys [${dims}] do not extend a batch of ${rows} rows`);
+    }
+    const longest = Math.max(...this.lens);
+    if (longest >= this.#capacity) this.#reallocate(this.#rowCapacity, longest);
+    const hd = this.headDim;
+    step.forEach((l, i) => {
+      for (
+        const [buffer, src] of [[this.#buffers[2 * i], kvData(l.key)], [this.#buffers[2 * i + 1], kvData(l.value)]]
+      ) {
+        for (let b = 0; b < rows; b++) {
+          for (let h = 0; h < this.kvHeads; h++) {
+            const from = (b * this.kvHeads + h) * hd;
+            buffer.set(src.subarray(from, from + hd), offset(b, h, this.lens[b], this.kvHeads, this.#capacity, hd));
+          }
+        }
+      }
+    });
+    for (let b = 0; b < rows; b++) this.lens[b]++;
+  }
+
+  /** Copies row `row` of a right-aligned source into `row` of `dest` (columns from 0). */
+  #copyIn(dest: KvArray, src: KvArray, s: RowSource, row: number): void {
+    const n = s.len * this.headDim;
+    for (let h = 0; h < this.kvHeads; h++) {
+      const from = offset(s.row, h, s.width - s.len, this.kvHeads, s.width, this.headDim);
+      dest.set(src.subarray(from, from + n), offset(row, h, 0, this.kvHeads, this.#capacity, this.headDim));
+    }
+  }
+
+  /** New buffers of `rowCapacity` rows and `longest + SLACK_COLUMNS` columns, the rows copied over. */
+  #reallocate(rowCapacity: number, longest: number): void {
+    const capacity = longest + SLACK_COLUMNS;
+    const size = rowCapacity * this.kvHeads * capacity * this.headDim;
+    const hd = this.headDim;
+    this.#buffers = Array.from({ length: 2 * this.layerCount }, (_, i) => {
+      const next = this.half ? new Uint16Array(size) : new Float32Array(size);
+      const old = this.#buffers[i];
+      if (old) {
+        this.lens.forEach((len, b) => {
+          for (let h = 0; h < this.kvHeads; h++) {
+            const from = offset(b, h, 0, this.kvHeads, this.#capacity, hd);
+            next.set(old.subarray(from, from + len * hd), offset(b, h, 0, this.kvHeads, capacity, hd));
+          }
+        });
+      }
+      return next;
+    });
+    this.#rowCapacity = rowCapacity;
+    this.#capacity = capacity;
   }
 }

@@ -66,8 +66,9 @@ async function prefill(prompts: PrefillPrompt[], allLogits: boolean): Promise<Pr
   }
   const t0 = performance.now();
   const input = leftPaddedPrompts(prompts.map((p) => p.tokens));
-  const out = await runStep("prefill", () => model.forward({ ...input, numLogitsToKeep: allLogits ? 0 : 1 }));
-  store.addPrefilled(ids, out.present, input.lens);
+  const out = await runStep("prefill", () => model.forwardStep({ ...input, numLogitsToKeep: allLogits ? 0 : 1 }));
+  const width = input.inputIds[0].length;
+  store.addPrefilled(ids, { layers: out.step, length: width, batch: ids.length }, input.lens);
   const vocab = model.config.vocabSize;
   return {
     logits: allLogits ? out.logits.slice(out.logits.length - vocab) : own(out.logits),
@@ -83,18 +84,13 @@ async function decode(seqs: number[], tokens: number[]): Promise<DecodeResult> {
   }
   const t0 = performance.now();
   return await runStep("decode", async () => {
-    const { batch, repacked } = store.prepare(seqs);
+    const { batch, joined } = store.prepare(seqs);
     const tokenOf = new Map(seqs.map((s, i) => [s, tokens[i]]));
-    const width = batch.width;
-    const out = await model.forward({
-      inputIds: batch.ids.map((id) => [tokenOf.get(id)!]),
-      attentionMask: batch.stepMask(),
-      positionIds: batch.stepPositions(),
-      past: batch.asCache(),
-      presentInto: batch.presentTarget(),
-    });
-    batch.advance(out.present);
-    return { logits: own(out.logits), rows: [...batch.ids], width, repacked, ms: performance.now() - t0 };
+    const inputs = batch.stepInputs();
+    const out = await model.forwardStep({ inputIds: batch.ids.map((id) => [tokenOf.get(id)!]), ...inputs });
+    batch.append(out.step);
+    const width = inputs.past.length;
+    return { logits: own(out.logits), rows: [...batch.ids], width, joined, ms: performance.now() - t0 };
   });
 }
 

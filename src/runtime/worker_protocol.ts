@@ -54,10 +54,10 @@ export interface DecodeResult {
   logits: Float32Array;
   /** The step's sequences in the worker's batch order (saves re-ordering big logits). */
   rows: number[];
-  /** Cache width (past length) the step ran over, padding included. */
+  /** Cache columns (past length) the step ran over, masked ones included. */
   width: number;
-  /** Whether the batch cache had to be re-packed (membership change or compaction). */
-  repacked: boolean;
+  /** Sequences copied into the batch cache before this step (their first decode step). */
+  joined: number;
   ms: number;
 }
 

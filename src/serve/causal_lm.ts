@@ -1,7 +1,8 @@
 /**
  * A loaded causal LM: the ONNX serving session plus its tokenizer, with a
  * forward step over a KV cache. Batched: rows share one sequence length, and
- * padding is expressed through the attention mask.
+ * padding is expressed through the attention mask; the graph attends by
+ * position (see decoder_graph.ts), so masked cache columns may sit anywhere.
  */
 import type { ModelConfig } from "../model/config.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
@@ -9,8 +10,8 @@ import { IO_NAMES } from "../model/decoder_graph.ts";
 import { ort, type OrtSession, type OrtTensor } from "../runtime/ort.ts";
 
 export interface KvCache {
-  readonly layers: { key: OrtTensor; value: OrtTensor }[];
-  /** Sequence length held (the past length of the next step). */
+  readonly layers: LayerKv[];
+  /** Columns held, masked ones included (the past length of the next step). */
   readonly length: number;
   readonly batch: number;
 }
@@ -25,18 +26,24 @@ export interface ForwardInput {
   past?: KvCache | null;
   /** Logits for the last k positions only; 0 (default) = every position. */
   numLogitsToKeep?: number;
-  /**
-   * Tensors shaped like this step's `present` ([batch, kvHeads, past + seq,
-   * headDim] per layer) for onnxruntime to write the new cache into, instead
-   * of allocating fresh output buffers every step; returned as `present`.
-   */
-  presentInto?: KvCache;
+}
+
+export interface LayerKv {
+  key: OrtTensor;
+  value: OrtTensor;
 }
 
 export interface ForwardOutput {
   /** [batch, kept positions, vocab] row-major (kept = seq unless numLogitsToKeep is set). */
   logits: Float32Array;
   present: KvCache;
+}
+
+export interface StepOutput {
+  /** As in ForwardOutput. */
+  logits: Float32Array;
+  /** Per layer, the keys and values of this step's tokens: [batch, kvHeads, seq, headDim]. */
+  step: LayerKv[];
 }
 
 function int64Tensor(rows: number[][]): OrtTensor {
@@ -65,7 +72,24 @@ export class CausalLM {
     return { layers: Array.from({ length: numLayers }, () => ({ key: empty(), value: empty() })), length: 0, batch };
   }
 
+  /** One step that returns the grown cache (`present`). */
   async forward(input: ForwardInput): Promise<ForwardOutput> {
+    const { logits, kv, length } = await this.#run(input, "present");
+    return { logits, present: { layers: kv, length, batch: input.inputIds.length } };
+  }
+
+  /**
+   * One step that returns only its own tokens' keys and values: for callers
+   * that keep the cache themselves (the batch engine). onnxruntime-node copies
+   * every fetched output into a fresh buffer, so not fetching `present` saves
+   * a copy of the whole cache per step.
+   */
+  async forwardStep(input: ForwardInput): Promise<StepOutput> {
+    const { logits, kv } = await this.#run(input, "step");
+    return { logits, step: kv };
+  }
+
+  async #run(input: ForwardInput, fetch: "present" | "step") {
     const batch = input.inputIds.length;
     const seq = input.inputIds[0]?.length ?? 0;
     if (batch === 0 || seq === 0) throw new Error("forward needs at least one token");
@@ -85,23 +109,15 @@ export class CausalLM {
       feeds[IO_NAMES.pastKey(i)] = l.key;
       feeds[IO_NAMES.pastValue(i)] = l.value;
     });
-    const into = input.presentInto;
-    if (into && (into.batch !== batch || into.length !== total)) {
-      throw new Error(`present buffers [${into.batch}, ${into.length}] do not match the step [${batch}, ${total}]`);
-    }
-    const fetches: Record<string, OrtTensor | null> = { [IO_NAMES.logits]: null };
-    past.layers.forEach((_, i) => {
-      fetches[IO_NAMES.presentKey(i)] = into?.layers[i].key ?? null;
-      fetches[IO_NAMES.presentValue(i)] = into?.layers[i].value ?? null;
-    });
+    const [keyName, valueName] = fetch === "present"
+      ? [IO_NAMES.presentKey, IO_NAMES.presentValue]
+      : [IO_NAMES.stepKey, IO_NAMES.stepValue];
+    const fetches = [IO_NAMES.logits, ...past.layers.flatMap((_, i) => [keyName(i), valueName(i)])];
     const out = await this.session.run(feeds, fetches);
-    const layers = into?.layers ?? past.layers.map((_, i) => ({
-      key: out[IO_NAMES.presentKey(i)],
-      value: out[IO_NAMES.presentValue(i)],
-    }));
     return {
       logits: out[IO_NAMES.logits].data as Float32Array,
-      present: { layers, length: total, batch },
+      kv: past.layers.map((_, i) => ({ key: out[keyName(i)], value: out[valueName(i)] })),
+      length: total,
     };
   }
 

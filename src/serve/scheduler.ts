@@ -92,10 +92,10 @@ export interface StepMetrics {
   tokens: number;
   /** Compute time in the worker. */
   ms: number;
-  /** Decode: padded cache width attended over. */
+  /** Decode: cache columns attended over, masked ones included. */
   width?: number;
-  /** Decode: whether the batch cache was re-packed first. */
-  repacked?: boolean;
+  /** Decode: sequences that joined the batch cache before this step. */
+  joined?: number;
 }
 
 /** Metrics hooks; exceptions thrown by them are ignored. */
@@ -350,7 +350,7 @@ export class BatchScheduler implements GenerationEngine {
       tokens: batch.length,
       ms: r.ms,
       width: r.width,
-      repacked: r.repacked,
+      joined: r.joined,
     });
     const byId = new Map(batch.map((s) => [s.id, s]));
     r.rows.forEach((id, i) => {
