@@ -175,11 +175,31 @@ Deno.test("KvStore: joins, parking and drops", () => {
   assert.throws(() => store.prepare([9]), SequenceStateError);
   assert.throws(() => store.prepare([2, 2]), SequenceStateError);
   assert.throws(() => addSolo(store, 2, soloCache(2, 1)), SequenceStateError);
+  const buffer = (r.batch.stepInputs().past.layers[0].key.data as Float32Array).buffer;
   store.drop([2, 3, 77]);
   assert.equal(store.size, 0);
-  // An emptied store starts a fresh batch.
+  assert.equal(store.idleBytes, r.batch.bytes, "an emptied batch keeps its (small) buffers");
+  // The next sequence reuses them.
   addSolo(store, 4, soloCache(4, 2));
-  assertSameCache(store.prepare([4]).batch.extract(4), soloCache(4, 2));
+  r = store.prepare([4]);
+  assert.equal((r.batch.stepInputs().past.layers[0].key.data as Float32Array).buffer, buffer);
+  assertSameCache(r.batch.extract(4), soloCache(4, 2));
+  assert.equal(store.idleBytes, 0);
+  store.clear();
+  assert.equal(store.idleBytes, 0);
+});
+
+Deno.test("KvBatch: rows joining together are placed with one reallocation", () => {
+  const batch = KvBatch.like(rowOf(1, soloCache(1, 1)));
+  batch.reserve(3, 7);
+  const before = batch.bytes;
+  assert.equal(before, LAYERS * 2 * 3 * KV * (7 + SLACK_COLUMNS) * HD * 4);
+  [soloCache(1, 7), soloCache(2, 1), soloCache(3, 4)].forEach((c, i) => batch.add(rowOf(i + 1, c)));
+  assert.equal(batch.bytes, before, "no reallocation while adding");
+  assertSameCache(batch.extract(1), soloCache(1, 7));
+  batch.add(rowOf(4, soloCache(4, 2)));
+  assert.equal(batch.bytes, 2 * before, "row capacity doubles");
+  assertSameCache(batch.extract(3), soloCache(3, 4));
 });
 
 Deno.test("leftPaddedPrompts right-aligns prompts with masked padding and per-row positions", () => {

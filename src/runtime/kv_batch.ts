@@ -117,14 +117,24 @@ export class KvBatch {
     return this.ids.includes(id);
   }
 
+  /** Bytes held by the buffers. */
+  get bytes(): number {
+    return this.#buffers.reduce((n, b) => n + b.byteLength, 0);
+  }
+
+  /** Makes room for `rows` rows and a row of `longest` tokens (one reallocation at most). */
+  reserve(rows: number, longest: number): void {
+    if (rows > this.#rowCapacity || longest >= this.#capacity) {
+      const rowCapacity = rows > this.#rowCapacity ? Math.max(rows, 2 * this.#rowCapacity) : this.#rowCapacity;
+      this.#reallocate(rowCapacity, Math.max(longest, ...this.lens));
+    }
+  }
+
   /** Appends a sequence as the last row, copying its tokens. */
   add(src: RowSource): void {
     if (this.has(src.id)) throw new Error(`sequence ${src.id} is already in the batch`);
     if (src.layers.length !== this.layerCount) throw new Error("cache layer count does not match the batch");
-    const rows = this.ids.length + 1;
-    if (rows > this.#rowCapacity || src.len >= this.#capacity) {
-      this.#reallocate(Math.max(rows, 2 * this.#rowCapacity, 4), Math.max(src.len, ...this.lens));
-    }
+    this.reserve(this.ids.length + 1, src.len);
     const row = this.ids.length;
     src.layers.forEach((l, i) => {
       this.#copyIn(this.#buffers[2 * i], kvData(l.key), src, row);
