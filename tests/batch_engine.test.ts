@@ -169,6 +169,32 @@ for (const arch of ["llama", "mistral"] as const) {
   });
 }
 
+Deno.test("an idle engine gathers a burst of requests into one prefill; with no quiet time the first goes alone", async () => {
+  for (const quietMs of [25, 0]) {
+    const rec = stepRecorder();
+    await withEngine({ observer: rec.observer, admissionQuietMs: quietMs }, async (engine, fx) => {
+      const reqs = Array.from({ length: 4 }, (_, i) => request({ promptIds: prompt(10, i), maxTokens: 4 }));
+      // Arriving 5 ms apart, as requests of a burst do after their HTTP handling.
+      const outs: Promise<Collected>[] = [];
+      for (const r of reqs) {
+        outs.push(collect(engine.generate(r)));
+        await new Promise((ok) => setTimeout(ok, 5));
+      }
+      const done = await Promise.all(outs);
+      for (const [i, r] of reqs.entries()) assert.deepEqual(done[i].ids, (await solo(fx, r)).tokenIds);
+      const prefills = rec.steps.filter((s) => s.kind === "prefill").map((s) => s.batchSize);
+      if (quietMs > 0) assert.deepEqual(prefills, [4], "one pass for the burst");
+      else assert.equal(prefills[0], 1, "the first request is prefilled at once, alone");
+      const unused = () => Promise.reject(new Error("not called"));
+      const runner: StepRunner = { prefill: unused, decode: unused, drop: unused, close: unused };
+      const model = { modelId: "m", contextLength: 8, vocabSize: 8, tokenizer: fx.solo.tokenizer };
+      for (const bad of [-1, NaN, Infinity]) {
+        assert.throws(() => new BatchScheduler(runner, model, { admissionQuietMs: bad }), RangeError);
+      }
+    });
+  }
+});
+
 Deno.test("requests joining a running batch get their solo output", async () => {
   const rec = stepRecorder();
   await withEngine({ observer: rec.observer }, async (engine, fx) => {
