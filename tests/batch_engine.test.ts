@@ -480,7 +480,12 @@ Deno.test("a dead worker fails every sequence with EngineError and marks the eng
   let decodes = 0;
   const runner: StepRunner = {
     prefill: (prompts) =>
-      Promise.resolve({ logits: new Float32Array(vocab * prompts.length).fill(0.5), allLogits: null, ms: 0 }),
+      Promise.resolve({
+        logits: new Float32Array(vocab * prompts.length).fill(0.5),
+        logSumExp: new Float32Array(prompts.length).fill(0.5 + Math.log(vocab)),
+        allLogits: null,
+        ms: 0,
+      }),
     decode: () => {
       decodes++;
       return Promise.reject(new ModelWorkerError("WorkerGone", "model worker crashed: boom"));

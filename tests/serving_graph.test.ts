@@ -5,6 +5,7 @@ import { ort } from "../src/runtime/ort.ts";
 import { CausalLM } from "../src/serve/causal_lm.ts";
 import { randomModel, VARIANTS } from "./helpers/random_model.ts";
 import { referenceForward } from "./reference/forward.ts";
+import { logSoftmax } from "./helpers/log_softmax.ts";
 
 async function load(name: string): Promise<{ lm: CausalLM; model: ReturnType<typeof randomModel> }> {
   const model = randomModel(VARIANTS[name], 7);
@@ -101,4 +102,72 @@ Deno.test("float16 serving graph tracks float32 and decodes with a half-precisio
   assert.ok(maxRelError(stepHalf.logits, stepFull.logits) < 5e-3);
   await half.release();
   await full.release();
+});
+
+Deno.test("forwardStep: step keys/values are present's new columns; masked spare columns change nothing", async () => {
+  // Mistral's sliding window (by position) must see through the spare columns too.
+  const { lm } = await load("mistral_sliding_window");
+  const prompt = tokens.slice(0, 9);
+  const full = await lm.forward({ inputIds: [prompt] });
+  const step = await lm.forwardStep({ inputIds: [prompt] });
+  assert.deepEqual(step.logits, full.logits);
+  full.present.layers.forEach((l, i) => {
+    assert.deepEqual(step.step[i].key.data, l.key.data, "no past: the step's keys are the whole present");
+    assert.deepEqual(step.step[i].value.data, l.value.data);
+  });
+  // The engine's layout: the row's 9 tokens, then 5 unused (garbage) columns, masked.
+  const spare = 5, width = prompt.length + spare;
+  const widen = (t: ort.Tensor) => {
+    const [, kv, len, hd] = t.dims;
+    const out = new Float32Array(kv * width * hd).fill(123.5);
+    for (let h = 0; h < kv; h++) {
+      out.set((t.data as Float32Array).subarray(h * len * hd, (h + 1) * len * hd), h * width * hd);
+    }
+    return new ort.Tensor("float32", out, [1, kv, width, hd]);
+  };
+  const past = {
+    layers: full.present.layers.map((l) => ({ key: widen(l.key), value: widen(l.value) })),
+    length: width,
+    batch: 1,
+  };
+  let seq = [...prompt], cache = full.present;
+  for (let t = 0; t < 3; t++) {
+    const next = 30 + t;
+    const ref = await lm.forward({ inputIds: [[next]], past: cache });
+    const got = await lm.forwardStep({
+      inputIds: [[next]],
+      attentionMask: [[...Array(seq.length).fill(1), ...Array(width - seq.length).fill(0), 1]],
+      positionIds: [[seq.length]],
+      past,
+    });
+    assert.ok(maxRelError(got.logits, ref.logits) < 1e-5, `step ${t}`);
+    // Write the step's column where the engine would, and go on.
+    got.step.forEach((l, i) => {
+      for (const [dst, src] of [[past.layers[i].key, l.key], [past.layers[i].value, l.value]]) {
+        const [, kv, , hd] = dst.dims;
+        for (let h = 0; h < kv; h++) {
+          (dst.data as Float32Array).set(
+            (src.data as Float32Array).subarray(h * hd, (h + 1) * hd),
+            (h * width + seq.length) * hd,
+          );
+        }
+      }
+    });
+    seq = [...seq, next];
+    cache = ref.present;
+  }
+  await lm.release();
+});
+
+Deno.test("logits_logsumexp equals the float64 log-sum-exp of each logits row", async () => {
+  const { lm } = await load("llama3_rope_untied");
+  const V = lm.config.vocabSize;
+  const out = await lm.forwardStep({ inputIds: [tokens] });
+  assert.equal(out.logSumExp.length, tokens.length);
+  for (let p = 0; p < tokens.length; p++) {
+    const row = out.logits.subarray(p * V, (p + 1) * V);
+    const lse = row[0] - logSoftmax(row)[0];
+    assert.ok(Math.abs(out.logSumExp[p] - lse) <= 1e-6 * Math.max(1, Math.abs(lse)), `position ${p}`);
+  }
+  await lm.release();
 });

@@ -9,7 +9,7 @@ import { pathExists } from "../path_checks.ts";
 import { exportModelDirectory, servingModelPath, type WeightSource } from "./serving_graph.ts";
 
 /** Bump when the graph a checkpoint compiles to changes. */
-export const COMPILER_VERSION = 5;
+export const COMPILER_VERSION = 6;
 
 async function fileStamp(path: string): Promise<string> {
   const st = await Deno.stat(path);

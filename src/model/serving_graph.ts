@@ -30,8 +30,9 @@ export function buildServingGraph(source: WeightSource, dtype: ComputeDType = "f
     created.set(name, v);
     return v;
   };
-  const { logits } = buildDecoder(g, source.config, { dtype, kvCache: true, weight });
+  const { logits, logSumExp } = buildDecoder(g, source.config, { dtype, kvCache: true, weight });
   g.output(logits, IO_NAMES.logits);
+  g.output(logSumExp!, IO_NAMES.logitsLogSumExp);
   return g.build();
 }
 

@@ -72,6 +72,7 @@ async function prefill(prompts: PrefillPrompt[], allLogits: boolean): Promise<Pr
   const vocab = model.config.vocabSize;
   return {
     logits: allLogits ? out.logits.slice(out.logits.length - vocab) : own(out.logits),
+    logSumExp: out.logSumExp.slice(out.logSumExp.length - prompts.length),
     allLogits: allLogits ? own(out.logits) : null,
     ms: performance.now() - t0,
   };
@@ -90,7 +91,14 @@ async function decode(seqs: number[], tokens: number[]): Promise<DecodeResult> {
     const out = await model.forwardStep({ inputIds: batch.ids.map((id) => [tokenOf.get(id)!]), ...inputs });
     batch.append(out.step);
     const width = inputs.past.length;
-    return { logits: own(out.logits), rows: [...batch.ids], width, joined, ms: performance.now() - t0 };
+    return {
+      logits: own(out.logits),
+      logSumExp: out.logSumExp,
+      rows: [...batch.ids],
+      width,
+      joined,
+      ms: performance.now() - t0,
+    };
   });
 }
 

@@ -44,6 +44,8 @@ export interface PrefillPrompt {
 export interface PrefillResult {
   /** [prompts.length × vocab]: row i holds the logits of prompt i's last position. */
   logits: Float32Array;
+  /** log Σ exp of each `logits` row. */
+  logSumExp: Float32Array;
   /** Logits of every position of the one prompt [promptLength × vocab], only when asked for. */
   allLogits: Float32Array | null;
   ms: number;
@@ -52,6 +54,8 @@ export interface PrefillResult {
 export interface DecodeResult {
   /** [seqs.length × vocab]: row i belongs to sequence `rows[i]`. */
   logits: Float32Array;
+  /** log Σ exp of each `logits` row. */
+  logSumExp: Float32Array;
   /** The step's sequences in the worker's batch order (saves re-ordering big logits). */
   rows: number[];
   /** Cache columns (past length) the step ran over, masked ones included. */

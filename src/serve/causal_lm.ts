@@ -42,6 +42,8 @@ export interface ForwardOutput {
 export interface StepOutput {
   /** As in ForwardOutput. */
   logits: Float32Array;
+  /** log Σ exp of each logits row: [batch × kept positions]. */
+  logSumExp: Float32Array;
   /** Per layer, the keys and values of this step's tokens: [batch, kvHeads, seq, headDim]. */
   step: LayerKv[];
 }
@@ -85,8 +87,8 @@ export class CausalLM {
    * a copy of the whole cache per step.
    */
   async forwardStep(input: ForwardInput): Promise<StepOutput> {
-    const { logits, kv } = await this.#run(input, "step");
-    return { logits, step: kv };
+    const { logits, logSumExp, kv } = await this.#run(input, "step");
+    return { logits, logSumExp: logSumExp!, step: kv };
   }
 
   async #run(input: ForwardInput, fetch: "present" | "step") {
@@ -112,10 +114,15 @@ export class CausalLM {
     const [keyName, valueName] = fetch === "present"
       ? [IO_NAMES.presentKey, IO_NAMES.presentValue]
       : [IO_NAMES.stepKey, IO_NAMES.stepValue];
-    const fetches = [IO_NAMES.logits, ...past.layers.flatMap((_, i) => [keyName(i), valueName(i)])];
+    const fetches = [
+      IO_NAMES.logits,
+      ...(fetch === "step" ? [IO_NAMES.logitsLogSumExp] : []),
+      ...past.layers.flatMap((_, i) => [keyName(i), valueName(i)]),
+    ];
     const out = await this.session.run(feeds, fetches);
     return {
       logits: out[IO_NAMES.logits].data as Float32Array,
+      logSumExp: fetch === "step" ? out[IO_NAMES.logitsLogSumExp].data as Float32Array : null,
       kv: past.layers.map((_, i) => ({ key: out[keyName(i)], value: out[valueName(i)] })),
       length: total,
     };

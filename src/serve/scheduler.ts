@@ -351,7 +351,7 @@ export class BatchScheduler implements GenerationEngine {
         seq.promptLogprobs = this.#renderer.prompt(seq.req.promptIds, r.allLogits, this.#vocab, seq.req.logprobs ?? 0);
       }
       if (seq.decoder.finished) this.#complete(seq); // maxTokens 0: prompt scoring only
-      else this.#consume(seq, r.logits.subarray(i * this.#vocab, (i + 1) * this.#vocab));
+      else this.#consume(seq, r.logits.subarray(i * this.#vocab, (i + 1) * this.#vocab), r.logSumExp[i]);
     });
   }
 
@@ -381,17 +381,17 @@ export class BatchScheduler implements GenerationEngine {
     r.rows.forEach((id, i) => {
       const seq = byId.get(id);
       if (seq?.state === "active" && !seq.cancelled) {
-        this.#consume(seq, r.logits.subarray(i * this.#vocab, (i + 1) * this.#vocab));
+        this.#consume(seq, r.logits.subarray(i * this.#vocab, (i + 1) * this.#vocab), r.logSumExp[i]);
       }
     });
     this.#reap();
   }
 
-  /** Samples the next token from a sequence's logits row and streams it. */
-  #consume(seq: Sequence, logits: Float32Array): void {
+  /** Samples the next token from a sequence's logits row (and its log Σ exp) and streams it. */
+  #consume(seq: Sequence, logits: Float32Array, logSumExp: number): void {
     let step: SequenceStep;
     try {
-      step = seq.decoder.step(logits);
+      step = seq.decoder.step(logits, logSumExp);
     } catch (e) {
       this.#cancel(seq, "error", new EngineError(`sampling failed: ${e instanceof Error ? e.message : String(e)}`));
       return;

@@ -72,14 +72,18 @@ export class SequenceDecoder {
     return this.#finishReason;
   }
 
-  /** Consumes the raw logits of the latest position and picks the next token. */
-  step(logits: Float32Array): SequenceStep {
+  /**
+   * Consumes the raw logits of the latest position and picks the next token.
+   * `logSumExp` (log Σ exp of `logits`, when the model computed it) spares
+   * logprobs a pass over the vocabulary.
+   */
+  step(logits: Float32Array, logSumExp?: number): SequenceStep {
     if (this.#finished) throw new Error("the sequence is finished");
     const id = sampleToken(logits, this.#opts.sampling, this.#rng, this.#history);
     // Logprobs describe the model's distribution: log-softmax of the raw
     // logits, before penalties, temperature and top-k/top-p (as OpenAI does).
     const k = this.#opts.logprobs;
-    const logprob = k === undefined ? undefined : () => rawLogprob(logits, id, k);
+    const logprob = k === undefined ? undefined : () => rawLogprob(logits, id, k, logSumExp);
     if (this.#stopIds.has(id)) {
       this.#finished = true;
       this.#finishReason = "stop";
@@ -115,9 +119,14 @@ export class SequenceDecoder {
   }
 }
 
-/** Log-probability of `id` and the top `k` tokens under the raw logits (log-softmax, never materialized). */
-export function rawLogprob(logits: Float32Array, id: number, k: number): RawLogprob {
-  const lse = logSumExp(logits);
+/**
+ * Log-probability of `id` and the top `k` tokens under the raw logits
+ * (log-softmax, never materialized). `knownLogSumExp`, when finite, is used
+ * instead of a pass over the logits; degenerate rows (all -Infinity, NaN or
+ * +Infinity logits) are always examined here.
+ */
+export function rawLogprob(logits: Float32Array, id: number, k: number, knownLogSumExp?: number): RawLogprob {
+  const lse = Number.isFinite(knownLogSumExp) ? knownLogSumExp! : logSumExp(logits);
   // All -Infinity: every token is impossible (as logSoftmax reports it); NaN/+Infinity logits give NaN.
   const lp = (i: number) => lse === -Infinity ? -Infinity : logits[i] - lse;
   return { logprob: lp(id), top: Array.from(topKIndices(logits, k), (i) => ({ id: i, logprob: lp(i) })) };
