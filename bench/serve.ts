@@ -15,8 +15,9 @@
  * exactly N tokens, `logprobs: 0` so every token gets a chunk: the bench
  * model's random tokens are mostly ids its byte tokenizer decodes to no text,
  * and this server sends no empty chunks), reading the SSE stream with fetch.
- * The logprob costs this server a pass over the vocabulary per token that the
- * baseline does not make. Aggregate tok/s = completion tokens (from the usage
+ * The logprob costs this server a little per token that the baseline does not
+ * spend (its log-sum-exp comes from the graph, which both servers run).
+ * Aggregate tok/s = completion tokens (from the usage
  * chunk) / level wall time; TTFT = request start → first token chunk,
  * p50/p99 over the level's requests. A level stops launching requests
  * after `level-seconds`. Servers run alone (the other released), alternating
