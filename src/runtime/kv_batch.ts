@@ -77,9 +77,12 @@ export function leftPaddedPrompts(prompts: number[][]): {
 /** Spare columns after the longest row when buffers are (re)allocated: that many steps run without a copy. */
 export const SLACK_COLUMNS = 32;
 
-/** Where row `row`, head `h`, column `col` starts in a [*, kvHeads, width, headDim] buffer. */
-function offset(row: number, h: number, col: number, kvHeads: number, width: number, headDim: number): number {
-  return ((row * kvHeads + h) * width + col) * headDim;
+/** Columns of one row, from column `col` on, in a [*, kvHeads, width, headDim] buffer. */
+interface Span {
+  data: KvArray;
+  row: number;
+  width: number;
+  col: number;
 }
 
 export class KvBatch {
@@ -137,8 +140,13 @@ export class KvBatch {
     this.reserve(this.ids.length + 1, src.len);
     const row = this.ids.length;
     src.layers.forEach((l, i) => {
-      this.#copyIn(this.#buffers[2 * i], kvData(l.key), src, row);
-      this.#copyIn(this.#buffers[2 * i + 1], kvData(l.value), src, row);
+      [l.key, l.value].forEach((t, j) =>
+        this.#copy(
+          { data: kvData(t), row: src.row, width: src.width, col: src.width - src.len },
+          { data: this.#buffers[2 * i + j], row, width: this.#capacity, col: 0 },
+          src.len,
+        )
+      );
     });
     this.ids.push(src.id);
     this.lens.push(src.len);
@@ -150,13 +158,9 @@ export class KvBatch {
     if (row < 0) return;
     const last = this.ids.length - 1;
     if (row !== last) {
-      const rowSize = this.kvHeads * this.#capacity * this.headDim;
-      const len = this.lens[last];
-      for (const b of this.#buffers) {
-        for (let h = 0; h < this.kvHeads; h++) {
-          const from = offset(last, h, 0, this.kvHeads, this.#capacity, this.headDim);
-          b.copyWithin(from - (last - row) * rowSize, from, from + len * this.headDim);
-        }
+      const width = this.#capacity;
+      for (const data of this.#buffers) {
+        this.#copy({ data, row: last, width, col: 0 }, { data, row, width, col: 0 }, this.lens[last]);
       }
       this.ids[row] = this.ids[last];
       this.lens[row] = this.lens[last];
@@ -174,14 +178,9 @@ export class KvBatch {
     const row = this.ids.indexOf(id);
     if (row < 0) throw new Error(`sequence ${id} is not in the batch`);
     const len = this.lens[row];
-    const copy = (b: KvArray): OrtTensor => {
-      const out = b instanceof Float32Array ? new Float32Array(this.kvHeads * len * this.headDim) : new Uint16Array(
-        this.kvHeads * len * this.headDim,
-      );
-      for (let h = 0; h < this.kvHeads; h++) {
-        const from = offset(row, h, 0, this.kvHeads, this.#capacity, this.headDim);
-        out.set(b.subarray(from, from + len * this.headDim), h * len * this.headDim);
-      }
+    const copy = (data: KvArray): OrtTensor => {
+      const out = this.#alloc(this.kvHeads * len * this.headDim);
+      this.#copy({ data, row, width: this.#capacity, col: 0 }, { data: out, row: 0, width: len, col: 0 }, len);
       return tensorOf(this.half, out, [1, this.kvHeads, len, this.headDim]);
     };
     const layers = Array.from({ length: this.layerCount }, (_, i) => ({
@@ -229,47 +228,48 @@ export class KvBatch {
     }
     const longest = Math.max(...this.lens);
     if (longest >= this.#capacity) this.#reallocate(this.#rowCapacity, longest);
-    const hd = this.headDim;
     step.forEach((l, i) => {
-      for (
-        const [buffer, src] of [[this.#buffers[2 * i], kvData(l.key)], [this.#buffers[2 * i + 1], kvData(l.value)]]
-      ) {
+      [l.key, l.value].forEach((t, j) => {
         for (let b = 0; b < rows; b++) {
-          for (let h = 0; h < this.kvHeads; h++) {
-            const from = (b * this.kvHeads + h) * hd;
-            buffer.set(src.subarray(from, from + hd), offset(b, h, this.lens[b], this.kvHeads, this.#capacity, hd));
-          }
+          this.#copy(
+            { data: kvData(t), row: b, width: 1, col: 0 },
+            { data: this.#buffers[2 * i + j], row: b, width: this.#capacity, col: this.lens[b] },
+            1,
+          );
         }
-      }
+      });
     });
     for (let b = 0; b < rows; b++) this.lens[b]++;
   }
 
-  /** Copies row `row` of a right-aligned source into `row` of `dest` (columns from 0). */
-  #copyIn(dest: KvArray, src: KvArray, s: RowSource, row: number): void {
-    const n = s.len * this.headDim;
+  /** Copies `len` columns of every head from one span to another. */
+  #copy(from: Span, to: Span, len: number): void {
+    const n = len * this.headDim;
+    const start = (s: Span, h: number) => ((s.row * this.kvHeads + h) * s.width + s.col) * this.headDim;
     for (let h = 0; h < this.kvHeads; h++) {
-      const from = offset(s.row, h, s.width - s.len, this.kvHeads, s.width, this.headDim);
-      dest.set(src.subarray(from, from + n), offset(row, h, 0, this.kvHeads, this.#capacity, this.headDim));
+      const src = start(from, h), dst = start(to, h);
+      if (from.data === to.data) to.data.copyWithin(dst, src, src + n);
+      else to.data.set(from.data.subarray(src, src + n), dst);
     }
+  }
+
+  #alloc(length: number): KvArray {
+    return this.half ? new Uint16Array(length) : new Float32Array(length);
   }
 
   /** New buffers of `rowCapacity` rows and `longest + SLACK_COLUMNS` columns, the rows copied over. */
   #reallocate(rowCapacity: number, longest: number): void {
     const capacity = longest + SLACK_COLUMNS;
-    const size = rowCapacity * this.kvHeads * capacity * this.headDim;
-    const hd = this.headDim;
     this.#buffers = Array.from({ length: 2 * this.layerCount }, (_, i) => {
-      const next = this.half ? new Uint16Array(size) : new Float32Array(size);
+      const next = this.#alloc(rowCapacity * this.kvHeads * capacity * this.headDim);
       const old = this.#buffers[i];
-      if (old) {
-        this.lens.forEach((len, b) => {
-          for (let h = 0; h < this.kvHeads; h++) {
-            const from = offset(b, h, 0, this.kvHeads, this.#capacity, hd);
-            next.set(old.subarray(from, from + len * hd), offset(b, h, 0, this.kvHeads, capacity, hd));
-          }
-        });
-      }
+      this.lens.forEach((len, row) =>
+        this.#copy(
+          { data: old, row, width: this.#capacity, col: 0 },
+          { data: next, row, width: capacity, col: 0 },
+          len,
+        )
+      );
       return next;
     });
     this.#rowCapacity = rowCapacity;

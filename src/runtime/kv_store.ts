@@ -29,11 +29,6 @@ export class KvStore {
     return this.#solo.has(id) || (this.#batch?.has(id) ?? false);
   }
 
-  /** Bytes of batch buffers held while no sequence uses them. */
-  get idleBytes(): number {
-    return this.#batch?.size === 0 ? this.#batch.bytes : 0;
-  }
-
   /** Number of sequences held (solo and batched). */
   get size(): number {
     return this.#solo.size + (this.#batch?.size ?? 0);
