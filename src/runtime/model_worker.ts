@@ -73,7 +73,7 @@ async function prefill(prompts: PrefillPrompt[], allLogits: boolean): Promise<Pr
   return {
     logits: allLogits ? out.logits.slice(out.logits.length - vocab) : own(out.logits),
     logSumExp: out.logSumExp.slice(out.logSumExp.length - prompts.length),
-    allLogits: allLogits ? own(out.logits) : null,
+    allLogits: allLogits ? { logits: own(out.logits), logSumExp: out.logSumExp } : null,
     ms: performance.now() - t0,
   };
 }
@@ -118,7 +118,7 @@ async function handle(req: WorkerRequest): Promise<{ result: OpResults[WorkerOp]
     case "prefill": {
       const r = await prefill(req.prompts, req.allLogits);
       const transfer = [r.logits.buffer as ArrayBuffer];
-      if (r.allLogits) transfer.push(r.allLogits.buffer as ArrayBuffer);
+      if (r.allLogits) transfer.push(r.allLogits.logits.buffer as ArrayBuffer);
       return { result: r, transfer };
     }
     case "decode": {

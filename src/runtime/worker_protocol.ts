@@ -46,8 +46,11 @@ export interface PrefillResult {
   logits: Float32Array;
   /** log Σ exp of each `logits` row. */
   logSumExp: Float32Array;
-  /** Logits of every position of the one prompt [promptLength × vocab], only when asked for. */
-  allLogits: Float32Array | null;
+  /**
+   * Every position of the one prompt, only when asked for: logits
+   * [promptLength × vocab] and the log Σ exp of each row.
+   */
+  allLogits: { logits: Float32Array; logSumExp: Float32Array } | null;
   ms: number;
 }
 

@@ -33,17 +33,18 @@ export interface LayerKv {
   value: OrtTensor;
 }
 
-export interface ForwardOutput {
+interface Logits {
   /** [batch, kept positions, vocab] row-major (kept = seq unless numLogitsToKeep is set). */
-  logits: Float32Array;
-  present: KvCache;
-}
-
-export interface StepOutput {
-  /** As in ForwardOutput. */
   logits: Float32Array;
   /** log Σ exp of each logits row: [batch × kept positions]. */
   logSumExp: Float32Array;
+}
+
+export interface ForwardOutput extends Logits {
+  present: KvCache;
+}
+
+export interface StepOutput extends Logits {
   /** Per layer, the keys and values of this step's tokens: [batch, kvHeads, seq, headDim]. */
   step: LayerKv[];
 }
@@ -76,8 +77,8 @@ export class CausalLM {
 
   /** One step that returns the grown cache (`present`). */
   async forward(input: ForwardInput): Promise<ForwardOutput> {
-    const { logits, kv, length } = await this.#run(input, "present");
-    return { logits, present: { layers: kv, length, batch: input.inputIds.length } };
+    const { kv, length, ...out } = await this.#run(input, "present");
+    return { ...out, present: { layers: kv, length, batch: input.inputIds.length } };
   }
 
   /**
@@ -87,8 +88,8 @@ export class CausalLM {
    * a copy of the whole cache per step.
    */
   async forwardStep(input: ForwardInput): Promise<StepOutput> {
-    const { logits, logSumExp, kv } = await this.#run(input, "step");
-    return { logits, logSumExp: logSumExp!, step: kv };
+    const { kv, length: _, ...out } = await this.#run(input, "step");
+    return { ...out, step: kv };
   }
 
   async #run(input: ForwardInput, fetch: "present" | "step") {
@@ -116,13 +117,13 @@ export class CausalLM {
       : [IO_NAMES.stepKey, IO_NAMES.stepValue];
     const fetches = [
       IO_NAMES.logits,
-      ...(fetch === "step" ? [IO_NAMES.logitsLogSumExp] : []),
+      IO_NAMES.logitsLogSumExp,
       ...past.layers.flatMap((_, i) => [keyName(i), valueName(i)]),
     ];
     const out = await this.session.run(feeds, fetches);
     return {
       logits: out[IO_NAMES.logits].data as Float32Array,
-      logSumExp: fetch === "step" ? out[IO_NAMES.logitsLogSumExp].data as Float32Array : null,
+      logSumExp: out[IO_NAMES.logitsLogSumExp].data as Float32Array,
       kv: past.layers.map((_, i) => ({ key: out[keyName(i)], value: out[valueName(i)] })),
       length: total,
     };

@@ -32,13 +32,19 @@ export class TokenRenderer {
 
   /**
    * Prompt logprobs from the prefill's logits of every position
-   * ([prompt.length × vocab]): token i is scored by position i − 1's
-   * distribution; the first token has none (null).
+   * ([prompt.length × vocab]) and their log Σ exp: token i is scored by
+   * position i − 1's distribution; the first token has none (null).
    */
-  prompt(promptIds: number[], allLogits: Float32Array, vocab: number, k: number): (ScoredToken | null)[] {
+  prompt(
+    promptIds: number[],
+    all: { logits: Float32Array; logSumExp: Float32Array },
+    vocab: number,
+    k: number,
+  ): (ScoredToken | null)[] {
     return promptIds.map((id, i) => {
       if (i === 0) return null;
-      return this.scored(id, rawLogprob(allLogits.subarray((i - 1) * vocab, i * vocab), id, k));
+      const row = all.logits.subarray((i - 1) * vocab, i * vocab);
+      return this.scored(id, rawLogprob(row, id, k, all.logSumExp[i - 1]));
     });
   }
 }
