@@ -14,6 +14,7 @@
  * (N − 1) / (time of the last token − time of the first). Medians over
  * alternating rounds, each engine loaded alone.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { parseArgs } from "node:util";
 import { parameterCount } from "../src/model/layout.ts";
 import type { TinyPreset } from "../src/model/tiny_model.ts";

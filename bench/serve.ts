@@ -30,10 +30,11 @@
  * Prints JSON, then a one-line summary; writes bench/results/serve.json
  * (serve-baseline-threads-<setting>.json for another baseline setting).
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { parseArgs } from "node:util";
-import { staticResolver } from "../routes/model_resolver.ts";
+import { staticResolver } from "../src/serve/model_resolver.ts";
 import { buildApp } from "../src/app.ts";
 import type { TinyPreset } from "../src/model/tiny_model.ts";
 import { benchModel } from "./bench_model.ts";

@@ -18,6 +18,7 @@
  *
  * Prints a JSON result, then a one-line summary; writes bench/results/swap.json.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { parseArgs } from "node:util";
 import { parameterCount } from "../src/model/layout.ts";
 import { Rng } from "../src/model/rng.ts";

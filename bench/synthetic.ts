@@ -16,6 +16,7 @@
  * result to <out>/synthetic.json. Prints the JSON with --json, else a table
  * and a one-line summary.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { parseArgs } from "node:util";
 import { runSynthetic, type SyntheticRunResult } from "../src/train/synthetic_run.ts";
 import { makeSyntheticTask } from "../src/train/synthetic_task.ts";

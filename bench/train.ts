@@ -29,6 +29,7 @@
  * ≤ 0.6). JSON in <out>/train.json, plot in <out>/train.svg, the one-line
  * summary last.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { parseArgs } from "node:util";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { Rng } from "../src/model/rng.ts";

@@ -23,6 +23,7 @@
  * reported too (`raw_step_ms`, `raw_ratio_…`).
  * Prints the JSON (also bench/results/train_step.json) and a one-line summary.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { parseArgs } from "node:util";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { Rng } from "../src/model/rng.ts";

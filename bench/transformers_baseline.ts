@@ -3,6 +3,7 @@
  * directory this project exports, loaded offline in fp32, and a greedy
  * `generate()` (no EOS) that reports each new token as it is chosen.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import {
   AutoModelForCausalLM,
   BaseStreamer,

@@ -7,7 +7,7 @@
 import { GraphBuilder } from "../src/onnx/builder.ts";
 import type { Value } from "../src/onnx/ir.ts";
 import { ort } from "../src/runtime/ort.ts";
-import type { GraphSessionOptions } from "../src/train/graph_session.ts";
+import type { SessionOptions } from "../src/runtime/session.ts";
 import { adamwStepFn, columnScaleFn, momentTransformFn, SCALORA_DOMAIN } from "./functions.ts";
 import { KernelError, KernelSessions } from "./kernel_sessions.ts";
 
@@ -43,7 +43,7 @@ export class AdamWKernel {
   readonly #sessions: KernelSessions;
   readonly #ones = new Map<number, Float32Array>();
 
-  constructor(options: GraphSessionOptions) {
+  constructor(options: SessionOptions) {
     this.#sessions = new KernelSessions(options);
   }
 

@@ -6,12 +6,12 @@
  */
 import type { Graph } from "../src/onnx/ir.ts";
 import type { OrtSession } from "../src/runtime/ort.ts";
-import { type GraphSessionOptions, openGraphSession } from "../src/train/graph_session.ts";
+import { openGraphSession, type SessionOptions } from "../src/runtime/session.ts";
 
 export class KernelSessions {
   readonly #sessions = new Map<string, Promise<OrtSession>>();
 
-  constructor(readonly options: GraphSessionOptions) {}
+  constructor(readonly options: SessionOptions) {}
 
   get(key: string, build: () => Graph): Promise<OrtSession> {
     let s = this.#sessions.get(key);

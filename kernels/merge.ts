@@ -5,7 +5,7 @@
  */
 import { GraphBuilder } from "../src/onnx/builder.ts";
 import { ort } from "../src/runtime/ort.ts";
-import type { GraphSessionOptions } from "../src/train/graph_session.ts";
+import type { SessionOptions } from "../src/runtime/session.ts";
 import { mergeFn, SCALORA_DOMAIN } from "./functions.ts";
 import { KernelError, KernelSessions } from "./kernel_sessions.ts";
 
@@ -21,7 +21,7 @@ export interface MergeInput {
   s: number;
 }
 
-export interface MergeKernelOptions extends GraphSessionOptions {
+export interface MergeKernelOptions extends SessionOptions {
   /** Most output bytes per run (default 256 MiB). */
   maxOutputBytes?: number;
 }

@@ -1,7 +1,7 @@
 /** Runs ScalingGrams for many layers in one session run. */
 import { GraphBuilder } from "../src/onnx/builder.ts";
 import { ort } from "../src/runtime/ort.ts";
-import type { GraphSessionOptions } from "../src/train/graph_session.ts";
+import type { SessionOptions } from "../src/runtime/session.ts";
 import { scalingGramsFn, SCALORA_DOMAIN } from "./functions.ts";
 import { KernelError, KernelSessions } from "./kernel_sessions.ts";
 
@@ -31,7 +31,7 @@ const OUTS = ["AtA", "BtB", "PtP", "QtQ", "AtP"] as const;
 export class ScalingGramsKernel {
   readonly #sessions: KernelSessions;
 
-  constructor(options: GraphSessionOptions) {
+  constructor(options: SessionOptions) {
     this.#sessions = new KernelSessions(options);
   }
 

@@ -2,7 +2,7 @@
  * Per-request state shared by middleware and handlers (Hono `c.var`), and
  * the handlers' view of the app's dependencies.
  */
-import type { ModelResolver } from "./model_resolver.ts";
+import type { ModelResolver } from "../src/serve/model_resolver.ts";
 import type { TokenTimingObserver } from "./sequences.ts";
 
 /** What the request log line and the token metrics report for one request. */

@@ -2,7 +2,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
 import { modelNotFound } from "./errors.ts";
-import type { ModelInfo, ModelResolver } from "./model_resolver.ts";
+import type { ModelInfo, ModelResolver } from "../src/serve/model_resolver.ts";
 import { errorResponses } from "./openapi_common.ts";
 import { ModelListSchema, ModelSchema } from "./schemas.ts";
 

@@ -25,7 +25,7 @@ import type { AliasCoordinator } from "./registry/hot_swap.ts";
 import type { VersionService } from "./registry/versions.ts";
 import type { FineTuningService } from "./train/fine_tuning_service.ts";
 import { healthRoutes } from "../routes/health.ts";
-import type { ModelResolver } from "../routes/model_resolver.ts";
+import type { ModelResolver } from "./serve/model_resolver.ts";
 import { modelsRoutes } from "../routes/models.ts";
 import { requestLog, type RequestLogLine } from "../routes/request_log.ts";
 import { storeApiError } from "../routes/store_errors.ts";

@@ -4,6 +4,7 @@
  * SIGINT/SIGTERM: stop accepting, checkpoint and re-queue the running job,
  * drain the engines, close the store.
  */
+import "./runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { ConfigError, loadConfig } from "./config.ts";
 import { ModelLoadError } from "./model/errors.ts";
 import { TokenizerLoadError } from "./model/tokenizer.ts";

@@ -3,6 +3,7 @@
  * differences in float64 (loss = sum(f(x) · R) with a fixed projection R),
  * and the same graph in float32 to prove ORT CPU runs every emitted op there too.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import type { ModelConfig } from "../src/model/config.ts";
 import { buildDecoder, type ComputeDType } from "../src/model/decoder_graph.ts";

@@ -2,6 +2,7 @@
  * The continuous-batching engine (scheduler + model worker) against the
  * single-sequence `generate()` on tiny generated models.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { ModelWorkerError } from "../src/runtime/worker_client.ts";

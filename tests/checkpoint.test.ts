@@ -1,3 +1,4 @@
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { parseTinyModelArgs } from "../src/cli/tiny_model.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";

@@ -3,6 +3,7 @@
  * (ChatML bytes tokenizer and the real Qwen3 template), truncation, batching,
  * train/validation split.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { type ChatMessage, loadTokenizer, type Tokenizer } from "../src/model/tokenizer.ts";
 import { bytesTokenizerFiles, qwen3TokenizerFiles, type TokenizerFiles } from "../src/model/tokenizer_files.ts";

@@ -5,6 +5,7 @@
  * events, chat with the fine-tuned model, then point an alias at it and roll
  * the alias back to the base model.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { loadConfig } from "../src/config.ts";

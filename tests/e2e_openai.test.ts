@@ -2,10 +2,11 @@
  * End to end: a real server (buildApp + Deno.serve on a loopback port) over
  * generated tiny models, driven by the official `openai` client.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { type AppDeps, buildApp } from "../src/app.ts";
-import { staticResolver } from "../routes/model_resolver.ts";
+import { staticResolver } from "../src/serve/model_resolver.ts";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { generate } from "../src/serve/generate.ts";
 import { openServedModel, type TestServedModel } from "./helpers/served_model.ts";

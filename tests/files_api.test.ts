@@ -1,3 +1,4 @@
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { OpenAPIHono } from "@hono/zod-openapi";

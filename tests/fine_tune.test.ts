@@ -4,6 +4,7 @@
  * checkpoint-time deltas), the merged model directory (loads, same logits as
  * the trained model), bit-exact resume after an abort, data and option errors.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { Rng } from "../src/model/rng.ts";

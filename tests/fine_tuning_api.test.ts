@@ -6,6 +6,7 @@
  * naming the param, per-line validation failures, cancel/pause/resume,
  * events pages and the SSE stream, checkpoints, the OpenAI client.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import type { FilePurpose, FileRecord } from "../src/store/file_queries.ts";

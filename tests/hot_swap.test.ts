@@ -5,6 +5,7 @@
  * target serving and records why, rollback, replicas following NOTIFY, and
  * the aliases/versions HTTP API with its error envelopes.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../routes/app_env.ts";

@@ -4,6 +4,7 @@
  * restarted on the same DATA_DIR. The job must resume from its checkpoint and
  * succeed, and its final deltas must equal an uninterrupted run's.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { fineTune } from "../src/train/fine_tune.ts";
 import { resolveHyperparameters, trainOptions } from "../src/train/job_spec.ts";

@@ -4,6 +4,7 @@
  * cancel mid-run, an expired lease reclaimed, and a restart re-queueing the
  * jobs this owner held (and failing one that keeps crashing).
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import type { LayerDelta } from "../src/registry/types.ts";
 import type { JobRecord } from "../src/store/job_queries.ts";

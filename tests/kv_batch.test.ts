@@ -1,9 +1,10 @@
 /** The batch KV cache and the worker's cache store, on synthetic tensors. */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { KvBatch, leftPaddedPrompts, SLACK_COLUMNS } from "../src/runtime/kv_batch.ts";
 import { KvStore, SequenceStateError } from "../src/runtime/kv_store.ts";
 import { ort } from "../src/runtime/ort.ts";
-import type { KvCache, LayerKv } from "../src/serve/causal_lm.ts";
+import type { KvCache, LayerKv } from "../src/runtime/causal_lm.ts";
 
 const KV = 2, HD = 3, LAYERS = 2;
 

@@ -4,6 +4,7 @@
  * shifted masked cross-entropy in JS), masking, accuracy, and a run over a
  * generated model + tokenized dataset.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import type { ModelConfig } from "../src/model/config.ts";

@@ -5,6 +5,7 @@
  * ("input") and baked layouts, with pending rank 0 and > 0; merges, re-bakes
  * and snapshots of both weight states.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { Rng } from "../src/model/rng.ts";
 import { GraphBuilder } from "../src/onnx/builder.ts";

@@ -3,9 +3,10 @@
  * request validation, OpenAI response and error shapes, streaming, n/seeds,
  * logprobs, echo, batching, auth, limits, ops endpoints. No model, no server.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { type AppDeps, buildApp } from "../src/app.ts";
-import { staticResolver } from "../routes/model_resolver.ts";
+import { staticResolver } from "../src/serve/model_resolver.ts";
 import type { RequestLogLine } from "../routes/request_log.ts";
 import { type FakeEngineOptions, fakeModel } from "./helpers/fake_engine.ts";
 

@@ -5,6 +5,7 @@
  * (same logits as a merged-weights model), exports (HF reload, transformers.js
  * parity), and LRU eviction that never cuts a request short.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { AutoModelForCausalLM, type PreTrainedModel, Tensor } from "@huggingface/transformers";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
@@ -16,7 +17,7 @@ import { RegistryError, type RegistryErrorCode } from "../src/registry/errors.ts
 import type { LayerDelta } from "../src/registry/types.ts";
 import { versionWeightSource } from "../src/registry/version_source.ts";
 import { createSession } from "../src/runtime/session.ts";
-import { CausalLM } from "../src/serve/causal_lm.ts";
+import { CausalLM } from "../src/runtime/causal_lm.ts";
 import type { GenerationEvent } from "../src/serve/engine_types.ts";
 import type { PoolEvent } from "../src/registry/engine_pool.ts";
 import { type LayerInfo } from "../src/registry/delta_artifact.ts";

@@ -3,6 +3,7 @@
  * float64 references: ScalingGrams, Merge (batched and chunked), and the
  * optimizer run (ColumnScale + MomentTransform + AdamWStep).
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { AdamWKernel, type AdamWTensor } from "../kernels/adamw.ts";
 import { MergeKernel } from "../kernels/merge.ts";

@@ -1,8 +1,9 @@
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { buildServingGraph } from "../src/model/serving_graph.ts";
 import { serializeModel } from "../src/onnx/writer.ts";
 import { ort } from "../src/runtime/ort.ts";
-import { CausalLM } from "../src/serve/causal_lm.ts";
+import { CausalLM } from "../src/runtime/causal_lm.ts";
 import { randomModel, VARIANTS } from "./helpers/random_model.ts";
 import { referenceForward } from "./reference/forward.ts";
 import { logSoftmax } from "./helpers/log_softmax.ts";

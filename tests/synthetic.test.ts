@@ -6,6 +6,7 @@
  * ordering: LoRA stuck near the best rank-8 fit with rank 8, ScaLoRA and
  * ScaLoRA-I(10) far below it with full rank.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { runSynthetic } from "../src/train/synthetic_run.ts";
 import { makeSyntheticTask } from "../src/train/synthetic_task.ts";

@@ -4,6 +4,7 @@
  * prints the summary; plain progress lines when stderr is not a terminal.
  * Plus the progress formatter (src/cli/progress.ts).
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { generateTinyModel } from "../src/model/tiny_model.ts";

@@ -4,6 +4,7 @@
  * skipped zero factors, interval), determinism and bit-exact checkpoint resume
  * (CPU and baked weight states, with pending merges at the save point).
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { EpochSampler } from "../src/train/batch_source.ts";
 import { clipScale, globalGradNorm } from "../src/train/optimizer.ts";

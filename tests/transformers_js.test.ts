@@ -2,6 +2,7 @@
  * A directory this project exports loads in transformers.js and behaves the
  * same as this engine: logits within 1e-4, and the same greedy continuation.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { AutoModelForCausalLM, type PreTrainedModel, Tensor } from "@huggingface/transformers";
 import { generateTinyModel } from "../src/model/tiny_model.ts";

@@ -4,6 +4,7 @@
  *
  * Streams the completion to stdout; timing and token counts go to stderr.
  */
+import "../runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { parseArgs } from "node:util";
 import { ModelLoadError } from "../model/errors.ts";
 import { ChatTemplateError, TokenizerLoadError } from "../model/tokenizer.ts";

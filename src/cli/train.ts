@@ -13,6 +13,7 @@
  * trained). Ctrl-C stops after the current step and writes a checkpoint;
  * rerun with --resume to continue.
  */
+import "../runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { parseArgs } from "node:util";
 import { ModelLoadError } from "../model/errors.ts";
 import type { FloatDtype } from "../model/safetensors.ts";

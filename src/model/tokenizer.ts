@@ -1,8 +1,9 @@
 /**
  * Tokenizer + chat template for a local HF model directory, backed by
  * transformers.js (`AutoTokenizer.from_pretrained`), loaded fully offline.
+ * Entry points import src/runtime/ort_env.ts before this module (transformers.js
+ * reads `Float16Array` when it loads).
  */
-import "../runtime/ort_env.ts"; // must run before transformers.js loads onnxruntime
 import { AutoTokenizer, env, type PreTrainedTokenizer } from "@huggingface/transformers";
 import { resolve } from "node:path";
 import { isFile } from "../path_checks.ts";

@@ -9,7 +9,7 @@
  * estimated as parameters × dtype size); concurrent requests share one load.
  * Implements the routes' ModelResolver: resolve / list / loaded.
  */
-import type { ModelInfo, ModelResolver, ServedModel } from "../../routes/model_resolver.ts";
+import type { ModelInfo, ModelResolver, ServedModel } from "../serve/model_resolver.ts";
 import { parameterCount } from "../model/layout.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { createEngine } from "../serve/batch_engine.ts";

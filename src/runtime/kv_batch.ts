@@ -25,7 +25,7 @@
  *   SLACK_COLUMNS wider than the longest row (at most once per SLACK_COLUMNS
  *   steps while rows grow). Row capacity doubles when full.
  */
-import type { KvCache, LayerKv } from "../serve/causal_lm.ts";
+import type { KvCache, LayerKv } from "./causal_lm.ts";
 import { ort, type OrtTensor } from "./ort.ts";
 
 type KvArray = Float32Array | Uint16Array;

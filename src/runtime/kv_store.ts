@@ -5,7 +5,7 @@
  * then live in one `KvBatch` (see kv_batch.ts). `prepare` makes the batch hold
  * exactly the sequences of the next step, copying only rows that join.
  */
-import type { KvCache } from "../serve/causal_lm.ts";
+import type { KvCache } from "./causal_lm.ts";
 import { KvBatch, type RowSource } from "./kv_batch.ts";
 
 /**

@@ -9,7 +9,8 @@
  * a `drop` sent between steps is seen before the next step.
  */
 /// <reference lib="deno.worker" />
-import { CausalLM } from "../serve/causal_lm.ts";
+import "./ort_env.ts"; // before anything loads onnxruntime or transformers.js
+import { CausalLM } from "./causal_lm.ts";
 import { leftPaddedPrompts } from "./kv_batch.ts";
 import { KvStore, SequenceStateError } from "./kv_store.ts";
 import { createSession } from "./session.ts";

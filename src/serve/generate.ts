@@ -4,7 +4,7 @@
  * and never shows a stop string.
  */
 import type { Tokenizer } from "../model/tokenizer.ts";
-import type { CausalLM, KvCache } from "./causal_lm.ts";
+import type { CausalLM, KvCache } from "../runtime/causal_lm.ts";
 import type { SamplingParams } from "./sampler.ts";
 import { type FinishReason, SequenceDecoder } from "./sequence.ts";
 

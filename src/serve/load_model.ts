@@ -12,7 +12,7 @@ import { servingModelPath } from "../model/serving_graph.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { resolveDevice } from "../runtime/device.ts";
 import { createSession, type Device, SessionError } from "../runtime/session.ts";
-import { CausalLM } from "./causal_lm.ts";
+import { CausalLM } from "../runtime/causal_lm.ts";
 
 export interface PrepareOptions {
   /** Hub cache and compiled models. Default "./data". */

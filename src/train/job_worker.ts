@@ -10,6 +10,7 @@
  */
 /// <reference lib="deno.worker" />
 import "./worker_globals.ts"; // before anything loads transformers.js
+import "../runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { fineTune, FineTuneAborted } from "./fine_tune.ts";
 import type { TrainOptions } from "./job_spec.ts";
 import { jobFailure, validateJobFiles } from "./job_validation.ts";

@@ -208,7 +208,7 @@ export function initAdapterFactors(adapters: readonly AdapterSpec[], seed: numbe
 
 export interface LmTrainingModelOptions {
   device?: Device;
-  /** Intra-op threads of the training sessions (default 1, see graph_session.ts). */
+  /** Intra-op threads of the training sessions (default 1, see openGraphSession in runtime/session.ts). */
   threads?: number;
   dtype?: ComputeDType;
   /** How adapted W are held: "input" (default on CPU) or "baked" (default on CUDA). */

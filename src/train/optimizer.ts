@@ -4,7 +4,7 @@
  * column rescale and crossed moment transform folded into the same run.
  */
 import { AdamWKernel, type AdamWTensor } from "../../kernels/adamw.ts";
-import type { GraphSessionOptions } from "./graph_session.ts";
+import type { SessionOptions } from "../runtime/session.ts";
 import type { ColumnScales } from "./scalora.ts";
 import type { AdapterFactors, AdapterGradients, AdapterSpec } from "./types.ts";
 
@@ -39,7 +39,7 @@ export class AdapterOptimizer {
   readonly moments = new Map<string, AdapterMoments>();
   readonly #kernel: AdamWKernel;
 
-  constructor(readonly adapters: readonly AdapterSpec[], readonly config: AdamWConfig, kernel: GraphSessionOptions) {
+  constructor(readonly adapters: readonly AdapterSpec[], readonly config: AdamWConfig, kernel: SessionOptions) {
     for (const a of adapters) {
       const zA = () => new Float32Array(a.m * a.rank), zB = () => new Float32Array(a.n * a.rank);
       this.moments.set(a.name, { mA: zA(), vA: zA(), mB: zB(), vB: zB() });

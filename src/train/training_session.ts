@@ -6,7 +6,7 @@
  */
 import type { Graph } from "../onnx/ir.ts";
 import { ort, type OrtSession, type OrtTensor } from "../runtime/ort.ts";
-import { type GraphSessionOptions, openGraphSession } from "./graph_session.ts";
+import { openGraphSession, type SessionOptions } from "../runtime/session.ts";
 import { loraNames, type TrainingGraphIO } from "./lora_graph.ts";
 import type { AdapterFactors, AdapterGradients } from "./types.ts";
 import type { GraphWeightState } from "./weight_state.ts";
@@ -30,7 +30,7 @@ export class TrainingSession {
     readonly graph: Graph,
     readonly io: TrainingGraphIO,
     readonly weights: GraphWeightState,
-    readonly options: GraphSessionOptions,
+    readonly options: SessionOptions,
     session: OrtSession,
   ) {
     this.#session = session;
@@ -41,7 +41,7 @@ export class TrainingSession {
     graph: Graph,
     io: TrainingGraphIO,
     weights: GraphWeightState,
-    options: GraphSessionOptions,
+    options: SessionOptions,
   ): Promise<TrainingSession> {
     if (io.layout !== weights.layout.kind) {
       throw new TrainingSessionError(`graph built for "${io.layout}" weights, state is "${weights.layout.kind}"`);

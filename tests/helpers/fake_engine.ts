@@ -13,7 +13,7 @@ import {
   QueueFullError,
   type TokenLogprob,
 } from "../../src/serve/engine_types.ts";
-import type { ServedModel } from "../../routes/model_resolver.ts";
+import type { ServedModel } from "../../src/serve/model_resolver.ts";
 
 const EOS = 256;
 

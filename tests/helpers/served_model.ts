@@ -3,7 +3,7 @@
  * (the batching engine from createEngine + tokenizer, what the HTTP layer
  * gets) and as a main-thread CausalLM for direct `generate()` reference outputs.
  */
-import type { ServedModel } from "../../routes/model_resolver.ts";
+import type { ServedModel } from "../../src/serve/model_resolver.ts";
 import { createEngine } from "../../src/serve/batch_engine.ts";
 import type { SchedulerOptions } from "../../src/serve/scheduler.ts";
 import { type LoadedModel, loadModel } from "../../src/serve/load_model.ts";

@@ -7,7 +7,7 @@
 import type { ModelConfig } from "../model/config.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { IO_NAMES } from "../model/decoder_graph.ts";
-import { ort, type OrtSession, type OrtTensor } from "../runtime/ort.ts";
+import { ort, type OrtSession, type OrtTensor } from "./ort.ts";
 
 export interface KvCache {
   readonly layers: LayerKv[];

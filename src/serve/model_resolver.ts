@@ -1,11 +1,13 @@
 /**
  * The seam between the API and whatever serves models: a request names a
  * `model`, the resolver answers with the engine and tokenizer serving it (or
- * null → 404). Today main.ts serves one model; the fine-tuning service will
- * plug in versions and aliases here without touching the routes.
+ * null → 404). The model registry (src/registry/model_registry.ts) implements
+ * it over base models, versions and aliases; tests and benchmarks use a fixed
+ * set (staticResolver). It lives below routes/ so the registry need not
+ * import upward.
  */
-import type { Tokenizer } from "../src/model/tokenizer.ts";
-import type { GenerationEngine } from "../src/serve/engine_types.ts";
+import type { Tokenizer } from "../model/tokenizer.ts";
+import type { GenerationEngine } from "./engine_types.ts";
 
 /** What GET /v1/models lists: every servable id, loaded or not. */
 export interface ModelInfo {
