@@ -14,7 +14,7 @@
  * place, with a timeout so an unreachable hub fails in seconds.
  */
 import { ModelLoadError } from "./errors.ts";
-import { isFile } from "../path_checks.ts";
+import { isFile, pathExists } from "../path_checks.ts";
 
 export interface HubOptions {
   /** Cache root; default `$MODEL_CACHE_DIR` or `.cache/models`. */
@@ -96,10 +96,12 @@ export async function downloadFromHub(
   const get = (file: string, required: boolean) =>
     fetchToFile(id, joinUrl(base, file), `${dir}/${file}`, file, required, {
       fetcher,
+      endpoint,
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     });
 
   await Deno.mkdir(dir, { recursive: true });
+  await removeStaleTemps(dir);
   for (const file of REQUIRED_FILES) await get(file, true);
   for (const file of OPTIONAL_FILES) await get(file, false);
 
@@ -127,7 +129,7 @@ async function fetchToFile(
   dest: string,
   file: string,
   required: boolean,
-  { fetcher, timeoutMs }: { fetcher: Fetcher; timeoutMs: number },
+  { fetcher, endpoint, timeoutMs }: { fetcher: Fetcher; endpoint: string; timeoutMs: number },
 ): Promise<boolean> {
   const controller = new AbortController();
   let timer = setTimeout(() => controller.abort(), timeoutMs);
@@ -151,31 +153,22 @@ async function fetchToFile(
         e,
       );
     }
-    if (response.status === 404) {
-      await response.body?.cancel();
-      if (!required) return false;
-      throw new ModelLoadError(
-        `"${id}" on the Hugging Face hub has no ${file} (HTTP 404)`,
-        { file },
-      );
-    }
-    if (response.status === 401 || response.status === 403) {
-      await response.body?.cancel();
-      // The hub answers 401 for repositories that do not exist, too.
-      throw new ModelLoadError(
-        `cannot access "${id}" on the Hugging Face hub (HTTP ${response.status} for ${file}): the repository does not exist or is gated/private; check the id or set HF_TOKEN`,
-        { file },
-      );
-    }
     if (!response.ok || response.body === null) {
       await response.body?.cancel();
-      throw new ModelLoadError(
-        `cannot download ${file} of "${id}" from the Hugging Face hub (HTTP ${response.status}); ${localModelHint()}`,
-        { file },
-      );
+      const refusal = hubRefusal(id, file, response, endpoint);
+      if (refusal === "optional_missing") {
+        if (!required) return false;
+        throw new ModelLoadError(`"${id}" on the Hugging Face hub has no ${file} (HTTP 404)`, { file });
+      }
+      throw refusal;
     }
+    // A body shorter than announced is an error, whatever the transport makes of it (a
+    // content-encoded body's length is the encoded one, so only plain bodies are counted).
+    const encoded = (response.headers.get("content-encoding") ?? "identity") !== "identity";
+    const announced = encoded ? NaN : Number(response.headers.get("content-length") ?? NaN);
 
     const out = await Deno.open(tmp, { write: true, create: true, truncate: true });
+    let received = 0;
     try {
       const reader = response.body.getReader();
       for (;;) {
@@ -193,6 +186,7 @@ async function fetchToFile(
           );
         }
         if (chunk.done) break;
+        received += chunk.value.length;
         let written = 0;
         while (written < chunk.value.length) {
           written += await out.write(chunk.value.subarray(written));
@@ -201,11 +195,72 @@ async function fetchToFile(
     } finally {
       out.close();
     }
+    if (Number.isFinite(announced) && received !== announced) {
+      throw unreachable(id, `download of ${file} ended after ${received} of ${announced} bytes`, null);
+    }
     await Deno.rename(tmp, dest);
     return true;
   } finally {
     clearTimeout(timer);
     await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+/**
+ * What a refused request means, from the status and the hub's `X-Error-Code`
+ * header: "optional_missing" for a file that is not there (`EntryNotFound`,
+ * or a plain 404), else the error to throw.
+ */
+function hubRefusal(
+  id: string,
+  file: string,
+  response: Response,
+  endpoint: string,
+): ModelLoadError | "optional_missing" {
+  const code = response.headers.get("x-error-code");
+  const status = response.status;
+  if (code === "RepoNotFound") {
+    // The hub answers 401 for a repository that does not exist, and for a private one without a token.
+    return new ModelLoadError(
+      `"${id}" does not exist on the Hugging Face hub (HTTP ${status}, RepoNotFound), or it is private and HF_TOKEN ` +
+        `is not set or has no access; check the id, or ${localModelHint()}`,
+      { file },
+    );
+  }
+  if (code === "GatedRepo") {
+    return new ModelLoadError(
+      `"${id}" is a gated repository on the Hugging Face hub (HTTP ${status}): accept its terms at ` +
+        `${joinUrl(endpoint, id)} and set HF_TOKEN to a token of that account`,
+      { file },
+    );
+  }
+  if (code === "RevisionNotFound") {
+    return new ModelLoadError(`"${id}" on the Hugging Face hub has no such revision (HTTP ${status})`, { file });
+  }
+  if (status === 404 && (code === null || code === "EntryNotFound")) return "optional_missing";
+  if (status === 401 || status === 403) {
+    return new ModelLoadError(
+      `cannot access "${id}" on the Hugging Face hub (HTTP ${status} for ${file}): the repository does not exist ` +
+        "or is gated/private; check the id or set HF_TOKEN",
+      { file },
+    );
+  }
+  return new ModelLoadError(
+    `cannot download ${file} of "${id}" from the Hugging Face hub (HTTP ${status}); ${localModelHint()}`,
+    { file },
+  );
+}
+
+/**
+ * Temp files of downloads a killed process left behind (`<file>.tmp-<pid>`,
+ * the pid no longer running; where /proc cannot tell, they are left alone).
+ */
+async function removeStaleTemps(dir: string): Promise<void> {
+  if (!(await pathExists(`/proc/${Deno.pid}`))) return;
+  for await (const e of Deno.readDir(dir)) {
+    const pid = /\.tmp-(\d+)$/.exec(e.name)?.[1];
+    if (!e.isFile || pid === undefined || await pathExists(`/proc/${pid}`)) continue;
+    await Deno.remove(`${dir}/${e.name}`).catch(() => {});
   }
 }
 
