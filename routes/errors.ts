@@ -1,44 +1,16 @@
 /**
- * The one error type of the HTTP layer (`ApiError`) and the single place where
- * every failure — validation, engine, template, framework — becomes the OpenAI
- * envelope {"error": {"message", "type", "param", "code"}} with its status.
+ * The HTTP side of the one error model (src/errors.ts): every domain error
+ * is an `ApiError` that carries its status and envelope, so `toApiError` —
+ * called once, by the app's `onError` — only answers it, turns Hono's own
+ * HTTPExceptions into envelopes, and treats anything else as a bug (500).
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
-import { ChatTemplateError } from "../src/model/tokenizer.ts";
-import { InvalidRequestError, QueueFullError, RequestTimeoutError } from "../src/serve/engine_types.ts";
+import { ApiError, type ErrorBody, type ErrorType } from "../src/errors.ts";
 
-export type ErrorType =
-  | "invalid_request_error"
-  | "authentication_error"
-  | "not_found_error"
-  | "server_error"
-  | "timeout_error";
-
-export interface ErrorBody {
-  error: { message: string; type: ErrorType; param: string | null; code: string | null };
-}
-
-export class ApiError extends Error {
-  override name = "ApiError";
-  constructor(
-    readonly status: ContentfulStatusCode,
-    message: string,
-    readonly type: ErrorType = "invalid_request_error",
-    readonly param: string | null = null,
-    readonly code: string | null = null,
-    /** Extra response headers (e.g. Retry-After). */
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-
-  get body(): ErrorBody {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
-  }
-}
+export { ApiError, type ErrorBody, type ErrorType };
 
 export const badRequest = (message: string, param: string | null = null, code: string | null = null) =>
   new ApiError(400, message, "invalid_request_error", param, code);
@@ -66,24 +38,6 @@ export function fromZodError(error: z.ZodError): ApiError {
 /** Maps anything thrown while serving a request to an ApiError; unknown errors are bugs (500). */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof QueueFullError) {
-    return new ApiError(
-      503,
-      `The server is overloaded: ${err.message || "request queue is full"}. Retry later.`,
-      "server_error",
-      null,
-      "server_overloaded",
-      { "Retry-After": "1" },
-    );
-  }
-  if (err instanceof InvalidRequestError) {
-    const code = /context/i.test(err.message) ? "context_length_exceeded" : null;
-    return badRequest(err.message, err.param, code);
-  }
-  if (err instanceof RequestTimeoutError) {
-    return new ApiError(504, err.message || "The request timed out", "timeout_error", null, "timeout");
-  }
-  if (err instanceof ChatTemplateError) return badRequest(err.message, "messages", "chat_template_error");
   if (err instanceof HTTPException) {
     // Hono's own 4xx (e.g. malformed JSON from the validator).
     const status = err.status as ContentfulStatusCode;

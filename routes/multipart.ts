@@ -8,13 +8,21 @@
  * the next part is returned.
  */
 import { Buffer } from "node:buffer";
+import { ApiError } from "../src/errors.ts";
 
 export type MultipartErrorKind = "malformed" | "too_large";
 
-export class MultipartError extends Error {
+/** 413 `request_too_large`, or 400 `invalid_multipart` for a body that is not well-formed multipart. */
+export class MultipartError extends ApiError {
   override name = "MultipartError";
   constructor(readonly kind: MultipartErrorKind, message: string) {
-    super(message);
+    super(
+      kind === "too_large" ? 413 : 400,
+      kind === "too_large" ? message : `Malformed multipart body: ${message}`,
+      "invalid_request_error",
+      null,
+      kind === "too_large" ? "request_too_large" : "invalid_multipart",
+    );
   }
 }
 

@@ -19,7 +19,6 @@ import { ApiError, errorResponse, fromZodError, toApiError } from "../routes/err
 import { aliasesRoutes } from "../routes/aliases.ts";
 import { type FilesDeps, filesRoutes } from "../routes/files.ts";
 import { fineTuningRoutes } from "../routes/fine_tuning.ts";
-import { registryApiError } from "../routes/registry_errors.ts";
 import { versionsRoutes } from "../routes/versions.ts";
 import type { AliasCoordinator } from "./registry/hot_swap.ts";
 import type { VersionService } from "./registry/versions.ts";
@@ -144,7 +143,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     if (c.req.raw.signal.aborted && !(err instanceof ApiError)) {
       return errorResponse(c, new ApiError(499 as ContentfulStatusCode, "Client closed request"));
     }
-    const api = storeApiError(err) ?? registryApiError(err) ?? toApiError(err);
+    const api = storeApiError(err) ?? toApiError(err);
     if (api.status === 500) console.error(err);
     return errorResponse(c, api);
   });

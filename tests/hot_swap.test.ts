@@ -61,12 +61,12 @@ function nanDeltas(f: RegistryFixture): LayerDelta[] {
   return d;
 }
 
-async function rejectsWith(p: Promise<unknown>, code: RegistryError["code"]): Promise<RegistryError> {
+async function rejectsWith(p: Promise<unknown>, code: RegistryError["kind"]): Promise<RegistryError> {
   try {
     await p;
   } catch (e) {
     assert.ok(e instanceof RegistryError, `expected RegistryError, got ${e}`);
-    assert.equal(e.code, code, e.message);
+    assert.equal(e.kind, code, e.message);
     return e;
   }
   assert.fail(`expected RegistryError ${code}`);

@@ -36,7 +36,7 @@ async function rejectsWith(p: Promise<unknown>, code: RegistryErrorCode): Promis
     await p;
   } catch (e) {
     assert.ok(e instanceof RegistryError, `expected RegistryError, got ${e}`);
-    assert.equal(e.code, code, e.message);
+    assert.equal(e.kind, code, e.message);
     return e;
   }
   assert.fail(`expected RegistryError ${code}`);

@@ -6,6 +6,7 @@
  */
 import { AutoTokenizer, env, type PreTrainedTokenizer } from "@huggingface/transformers";
 import { resolve } from "node:path";
+import { ApiError } from "../errors.ts";
 import { isFile } from "../path_checks.ts";
 
 export interface ChatMessage {
@@ -46,9 +47,12 @@ export class TokenizerLoadError extends Error {
   override name = "TokenizerLoadError";
 }
 
-/** No chat template, or the template failed to render (e.g. `raise_exception`). */
-export class ChatTemplateError extends Error {
+/** No chat template, or the template failed to render (e.g. `raise_exception`): a 400 naming `messages`. */
+export class ChatTemplateError extends ApiError {
   override name = "ChatTemplateError";
+  constructor(message: string) {
+    super(400, message, "invalid_request_error", "messages", "chat_template_error");
+  }
 }
 
 /**

@@ -1,8 +1,11 @@
 /**
  * The one error type of the registry domain (versions, aliases, engines).
- * `code` is what callers branch on; routes/registry_errors.ts maps it to the
- * OpenAI envelope once.
+ * `kind` is what callers branch on; it also fixes the HTTP status and the
+ * OpenAI envelope's code (an `ApiError`, answered as is by the app).
  */
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { ApiError } from "../errors.ts";
+
 export type RegistryErrorCode =
   /** No such version, alias, base model or target. */
   | "not_found"
@@ -17,18 +20,44 @@ export type RegistryErrorCode =
   /** Building or loading the target's engine failed. */
   | "load_failed"
   /** Alias rollback with nothing to roll back to. */
-  | "no_previous_target";
+  | "no_previous_target"
+  /** A model that cannot be deleted (a base model, an alias). */
+  | "not_deletable";
 
-export class RegistryError extends Error {
+const STATUS: Record<RegistryErrorCode, ContentfulStatusCode> = {
+  not_found: 404,
+  conflict: 409,
+  invalid_delta: 400,
+  invalid_alias: 400,
+  no_previous_target: 409,
+  // The request was fine; the model it names is not servable (the old target keeps serving).
+  validation_failed: 422,
+  load_failed: 503,
+  not_deletable: 403,
+};
+
+/** The envelope's code: none for a plain 404 (as OpenAI's), else the kind. */
+const CODES: Record<RegistryErrorCode, string | null> = {
+  not_found: null,
+  conflict: "conflict",
+  invalid_delta: "invalid_delta",
+  invalid_alias: "invalid_alias",
+  no_previous_target: "no_previous_target",
+  validation_failed: "validation_failed",
+  load_failed: "model_load_failed",
+  not_deletable: "model_not_deletable",
+};
+
+export class RegistryError extends ApiError {
   override name = "RegistryError";
   constructor(
-    readonly code: RegistryErrorCode,
+    readonly kind: RegistryErrorCode,
     message: string,
     /** The request parameter at fault, when there is one. */
-    readonly param: string | null = null,
+    param: string | null = null,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(STATUS[kind], message, undefined, param, CODES[kind], {}, options);
   }
 }
 

@@ -4,6 +4,7 @@
  * into `GenerationRequest`s and stream `GenerationEvent`s back; the engine
  * owns queueing, continuous batching, sampling and detokenization.
  */
+import { ApiError } from "../errors.ts";
 import type { SamplingParams } from "./sampler.ts";
 
 export interface GenerationRequest {
@@ -63,22 +64,35 @@ export interface DoneEvent {
 
 export type GenerationEvent = TokenEvent | DoneEvent;
 
-/** The queue is full: the caller answers 429 (rate) or 503 (overloaded). */
-export class QueueFullError extends Error {
+/** The queue is full: 503 `server_overloaded`, retry after a second. */
+export class QueueFullError extends ApiError {
   override name = "QueueFullError";
-}
-
-/** The request cannot be served as asked (e.g. prompt longer than the context): a 400. */
-export class InvalidRequestError extends Error {
-  override name = "InvalidRequestError";
-  constructor(message: string, readonly param: string | null = null) {
-    super(message);
+  constructor(detail = "") {
+    super(
+      503,
+      `The server is overloaded: ${detail || "request queue is full"}. Retry later.`,
+      "server_error",
+      null,
+      "server_overloaded",
+      { "Retry-After": "1" },
+    );
   }
 }
 
-/** The per-request timeout elapsed. */
-export class RequestTimeoutError extends Error {
+/** The request cannot be served as asked (e.g. prompt longer than the context): a 400. */
+export class InvalidRequestError extends ApiError {
+  override name = "InvalidRequestError";
+  constructor(message: string, param: string | null = null) {
+    super(400, message, "invalid_request_error", param, /context/i.test(message) ? "context_length_exceeded" : null);
+  }
+}
+
+/** The per-request timeout elapsed: a 504. */
+export class RequestTimeoutError extends ApiError {
   override name = "RequestTimeoutError";
+  constructor(message = "The request timed out") {
+    super(504, message, "timeout_error", null, "timeout");
+  }
 }
 
 export interface EngineStats {

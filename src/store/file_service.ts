@@ -12,6 +12,7 @@
  * the same bytes or a non-terminal job still needs it, and `collectGarbage`
  * (run after jobs end) removes blobs that became unreferenced later.
  */
+import { ApiError } from "../errors.ts";
 import { type BlobStore, BlobTooLargeError, type StagedBlob } from "./blob_store.ts";
 import type { FileListRequest, FilePurpose, FileRecord } from "./file_queries.ts";
 import type { Page } from "./pagination.ts";
@@ -25,11 +26,14 @@ export type FileErrorCode =
   /** Metadata exists but the bytes are gone (a bug or a tampered data dir). */
   | "content_missing";
 
+const FILE_ERROR_STATUS = { file_too_large: 413, invalid_file: 400, content_missing: 500 } as const;
+
 /** The one error type of the files domain (the store's own failures stay `StoreError`). */
-export class FileError extends Error {
+export class FileError extends ApiError {
   override name = "FileError";
-  constructor(readonly code: FileErrorCode, message: string) {
-    super(message);
+  declare readonly code: FileErrorCode;
+  constructor(code: FileErrorCode, message: string) {
+    super(FILE_ERROR_STATUS[code], message, undefined, code === "content_missing" ? null : "file", code);
   }
 }
 
