@@ -1,13 +1,13 @@
 /**
- * Continuous batching over a step runner (the model worker): one loop that,
- * between decode steps, admits queued requests (up to a token budget per
- * iteration so a burst of long prompts cannot stall the running sequences for
- * long) and prefills them, prompts of similar length together in one
- * left-padded pass, then runs ONE batched decode step for every active
- * sequence. Finished, aborted and timed-out sequences leave between steps and
- * their caches are dropped in the worker. Sampling, detokenization and stop
- * matching run here, per sequence (`SequenceDecoder`, shared with
- * generate.ts), on the raw logits rows the worker returns.
+ * Continuous batching over a step runner (the model worker): the executor of
+ * the plans of schedule_plan.ts. Each step it asks the plan which sequences
+ * leave, which queued ones join and how their prompts are prefilled (similar
+ * lengths together in one left-padded pass), runs those passes, then ONE
+ * batched decode step for every active sequence. Finished, aborted and
+ * timed-out sequences leave between steps and their caches are dropped in the
+ * worker. Sampling, detokenization and stop matching run here, per sequence
+ * (`SequenceDecoder`, shared with generate.ts), on the raw logits rows the
+ * worker returns; stream events are delivered through an Outbox.
  *
  * Admission is bounded: at most `maxBatchSize` active sequences and
  * `maxQueued` waiting ones; beyond that `generate` throws QueueFullError at
@@ -28,7 +28,9 @@ import {
 } from "./engine_types.ts";
 import { EventChannel } from "./event_channel.ts";
 import { type ScoredToken, TokenRenderer } from "./logprobs.ts";
+import { Outbox } from "./outbox.ts";
 import { checkRequest } from "./request_checks.ts";
+import { admissionWaitMs, type PlanLimits, planStep } from "./schedule_plan.ts";
 import { type FinishReason, SequenceDecoder, type SequenceStep } from "./sequence.ts";
 
 /** What the scheduler needs from the model worker (ModelWorker implements it). */
@@ -39,6 +41,9 @@ export interface StepRunner {
   drop(seqs: number[]): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The prefill grouping (a plan step), exported here too for the engine tests. */
+export { planPrefills } from "./schedule_plan.ts";
 
 /** The engine is closing or closed: a QueueFullError, so the HTTP layer answers 503. */
 export class EngineClosedError extends QueueFullError {
@@ -153,18 +158,15 @@ export class BatchScheduler implements GenerationEngine {
   readonly #runner: StepRunner;
   readonly #vocab: number;
   readonly #renderer: TokenRenderer;
-  readonly #maxBatch: number;
+  readonly #limits: PlanLimits;
   readonly #maxQueued: number;
-  readonly #prefillBudget: number;
-  readonly #paddingRatio: number;
   readonly #defaultTimeoutMs: number | undefined;
   readonly #observer: EngineObserver | undefined;
   readonly #decode: (ids: number[]) => string;
   readonly #queue: Sequence[] = [];
   readonly #active = new Map<number, Sequence>();
   #pendingDrops: number[] = [];
-  /** Stream operations waiting for delivery, in order (see #deliver). */
-  #outbox: (() => void)[] = [];
+  readonly #outbox = new Outbox();
   #nextId = 1;
   #loop: Promise<void> = Promise.resolve();
   #running = false;
@@ -184,11 +186,17 @@ export class BatchScheduler implements GenerationEngine {
     this.#vocab = model.vocabSize;
     this.#renderer = new TokenRenderer(model.tokenizer);
     this.#decode = (ids) => model.tokenizer.decode(ids, { skipSpecialTokens: true });
-    this.#maxBatch = positiveInt(opts.maxBatchSize ?? 32, "maxBatchSize");
-    this.#maxQueued = nonNegativeInt(opts.maxQueued ?? 4 * this.#maxBatch, "maxQueued");
-    this.#prefillBudget = positiveInt(opts.prefillTokensPerStep ?? 2048, "prefillTokensPerStep");
-    this.#paddingRatio = opts.prefillPaddingRatio ?? 0.25;
-    if (!(this.#paddingRatio >= 0)) throw new RangeError(`prefillPaddingRatio must be >= 0, got ${this.#paddingRatio}`);
+    const maxBatchSize = positiveInt(opts.maxBatchSize ?? 32, "maxBatchSize");
+    this.#maxQueued = nonNegativeInt(opts.maxQueued ?? 4 * maxBatchSize, "maxQueued");
+    const prefillPaddingRatio = opts.prefillPaddingRatio ?? 0.25;
+    if (!(prefillPaddingRatio >= 0)) {
+      throw new RangeError(`prefillPaddingRatio must be >= 0, got ${prefillPaddingRatio}`);
+    }
+    this.#limits = {
+      maxBatchSize,
+      prefillTokensPerStep: positiveInt(opts.prefillTokensPerStep ?? 2048, "prefillTokensPerStep"),
+      prefillPaddingRatio,
+    };
     this.#quietMs = opts.admissionQuietMs ?? 3;
     if (!(this.#quietMs >= 0) || this.#quietMs === Infinity) {
       throw new RangeError(`admissionQuietMs must be finite and >= 0, got ${this.#quietMs}`);
@@ -210,7 +218,7 @@ export class BatchScheduler implements GenerationEngine {
     if (this.#closing) throw new EngineClosedError("the engine is shutting down");
     if (this.#broken) throw new EngineClosedError(`the engine is unavailable: ${this.#broken.message}`);
     const { maxTokens } = checkRequest(req, { contextLength: this.contextLength, vocabSize: this.#vocab });
-    if (this.#queue.length + this.#active.size >= this.#maxBatch + this.#maxQueued) {
+    if (this.#queue.length + this.#active.size >= this.#limits.maxBatchSize + this.#maxQueued) {
       throw new QueueFullError(
         `the server is at capacity (${this.#active.size} running, ${this.#queue.length} queued); retry later`,
       );
@@ -280,12 +288,11 @@ export class BatchScheduler implements GenerationEngine {
     this.#loop = this.#gather().then(() => this.#run());
   }
 
-  /** Waits until requests have stopped arriving for the quiet time (bounded; see admissionQuietMs). */
+  /** Waits until requests have stopped arriving for the quiet time (bounded; see admissionWaitMs). */
   async #gather(): Promise<void> {
     const start = performance.now();
     for (;;) {
-      const now = performance.now();
-      const wait = Math.min(this.#lastArrival + this.#quietMs, start + 10 * this.#quietMs) - now;
+      const wait = admissionWaitMs(performance.now(), this.#lastArrival, start, this.#quietMs);
       if (wait <= 0 || this.#closing) return;
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
@@ -295,8 +302,7 @@ export class BatchScheduler implements GenerationEngine {
     try {
       while (this.#queue.length > 0 || this.#active.size > 0) {
         try {
-          await this.#admit();
-          await this.#decodeStep();
+          await this.#step();
         } catch (e) {
           // Only a bug lands here; fail everything rather than spin.
           this.#failAll(e instanceof Error ? e : new Error(String(e)));
@@ -309,32 +315,33 @@ export class BatchScheduler implements GenerationEngine {
     }
   }
 
-  async #admit(): Promise<void> {
-    let budget = this.#prefillBudget;
-    const admitted: Sequence[] = [];
-    while (this.#queue.length > 0 && this.#active.size < this.#maxBatch) {
-      const seq = this.#queue[0];
-      const len = seq.req.promptIds.length;
-      if (admitted.length > 0 && len > budget) break;
-      this.#queue.shift();
-      admitted.push(seq);
-      budget -= len;
+  /** One step: plan it from the queue and the batch, then run the plan. */
+  async #step(): Promise<void> {
+    const plan = planStep(
+      this.#queue.map((s) => ({ id: s.id, promptLength: s.req.promptIds.length, allLogits: !!s.req.promptLogprobs })),
+      [...this.#active.values()].map((s) => ({ id: s.id, cancelled: s.cancelled !== null })),
+      this.#limits,
+    );
+    for (const id of plan.leave) {
+      const seq = this.#active.get(id)!;
+      this.#release(seq, seq.cancelled!);
+    }
+    const joining = new Map(this.#queue.splice(0, plan.join.length).map((seq) => [seq.id, seq]));
+    const now = performance.now();
+    for (const seq of joining.values()) {
       seq.state = "active";
-      seq.prefillAt = performance.now();
+      seq.prefillAt = now;
       seq.inWorker = true;
       this.#active.set(seq.id, seq);
     }
-    if (admitted.length > 0) this.#flushDrops();
-    const groups = planPrefills(
-      admitted.map((s) => ({ length: s.req.promptIds.length, alone: s.req.promptLogprobs === true })),
-      this.#paddingRatio,
-    );
-    for (const group of groups) await this.#prefill(group.map((i) => admitted[i]));
+    if (joining.size > 0) this.#flushDrops();
+    for (const pass of plan.prefills) await this.#prefill(pass.seqs.map((id) => joining.get(id)!), pass.allLogits);
+    // Sequences cancelled while the prefills ran leave now; those that finished have left already.
     this.#reap();
+    await this.#decodeStep(plan.decode.flatMap((id) => this.#active.get(id) ?? []));
   }
 
-  async #prefill(group: Sequence[]): Promise<void> {
-    const allLogits = group.length === 1 && group[0].req.promptLogprobs === true;
+  async #prefill(group: Sequence[], allLogits: boolean): Promise<void> {
     let r: PrefillResult;
     try {
       r = await this.#runner.prefill(group.map((s) => ({ seq: s.id, tokens: s.req.promptIds })), allLogits);
@@ -355,9 +362,7 @@ export class BatchScheduler implements GenerationEngine {
     });
   }
 
-  async #decodeStep(): Promise<void> {
-    this.#reap();
-    const batch = [...this.#active.values()];
+  async #decodeStep(batch: Sequence[]): Promise<void> {
     if (batch.length === 0) return;
     this.#flushDrops();
     let r: DecodeResult;
@@ -447,21 +452,9 @@ export class BatchScheduler implements GenerationEngine {
     }
   }
 
-  /**
-   * Queues an operation on a sequence's stream. Queued operations run in
-   * order in a later macrotask, after the loop has sent the next step to the
-   * worker: consumers (SSE encoding, socket writes) then run while the worker
-   * computes, not between two steps. Measured over HTTP at 8 streams, that
-   * consumer work held the worker idle for ~10% of the time.
-   */
+  /** Queues an operation on a sequence's stream, run after the next step is sent (see Outbox). */
   #deliver(op: () => void): void {
     this.#outbox.push(op);
-    if (this.#outbox.length > 1) return;
-    setTimeout(() => {
-      const ops = this.#outbox;
-      this.#outbox = [];
-      for (const f of ops) f();
-    }, 0);
   }
 
   /** Releases cancelled active sequences (between steps). */
@@ -521,36 +514,6 @@ export class BatchScheduler implements GenerationEngine {
       // Metrics must never break serving.
     }
   }
-}
-
-/**
- * Splits admitted prompts into prefill passes: longest first, a pass takes
- * the next prompt while its padding (every row padded to the pass's longest
- * prompt) stays within `paddingRatio` of its real tokens. Prompts marked
- * `alone` (they need logits at every position) get a pass of their own.
- * Returns indices into `prompts`, every index exactly once.
- */
-export function planPrefills(prompts: { length: number; alone: boolean }[], paddingRatio: number): number[][] {
-  const groups: number[][] = [];
-  const order = prompts.map((_, i) => i).sort((a, b) => prompts[b].length - prompts[a].length || a - b);
-  let group: number[] = [], real = 0;
-  for (const i of order) {
-    if (prompts[i].alone) {
-      groups.push([i]);
-      continue;
-    }
-    const width = group.length > 0 ? prompts[group[0]].length : prompts[i].length;
-    const padded = (group.length + 1) * width;
-    if (group.length > 0 && padded - (real + prompts[i].length) > paddingRatio * (real + prompts[i].length)) {
-      groups.push(group);
-      group = [];
-      real = 0;
-    }
-    group.push(i);
-    real += prompts[i].length;
-  }
-  if (group.length > 0) groups.push(group);
-  return groups;
 }
 
 function abortReason(signal: AbortSignal): Error {
