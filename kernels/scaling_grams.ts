@@ -32,7 +32,10 @@ export class ScalingGramsKernel {
   readonly #sessions: KernelSessions;
 
   constructor(options: SessionOptions) {
-    this.#sessions = new KernelSessions(options);
+    // Float64 Grams (see scalingGramsFn): WebGPU has no float64, so there they
+    // run on the CPU provider, from the host arrays the factors and gradients
+    // are held in anyway (O((m + n)·r²) per layer).
+    this.#sessions = new KernelSessions({ ...options, device: options.device === "webgpu" ? "cpu" : options.device });
   }
 
   async run(layers: readonly GramInput[]): Promise<ScalingGrams[]> {

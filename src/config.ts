@@ -3,6 +3,7 @@
  * Every variable is documented in README.md ("Configuration").
  */
 import { z } from "zod";
+import { DEVICE_REQUESTS, type DeviceRequest } from "./runtime/device.ts";
 
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
 /** OpenAI's own cap for fine-tuning files. */
@@ -13,7 +14,7 @@ const ConfigSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   HOST: z.string().min(1).default("127.0.0.1"),
   DATA_DIR: z.string().min(1).default("./data"),
-  DEVICE: z.enum(["auto", "cpu", "cuda"]).default("auto"),
+  DEVICE: z.enum(DEVICE_REQUESTS).default("auto"),
   DTYPE: z.enum(["auto", "fp32", "fp16", "bf16"]).default("auto"),
   DATABASE_URL: z.string().min(1).optional(),
   API_KEYS: z.string().optional(),
@@ -27,7 +28,7 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
-  device: "auto" | "cpu" | "cuda";
+  device: DeviceRequest;
   dtype: "auto" | "fp32" | "fp16" | "bf16";
   databaseUrl: string | null;
   apiKeys: string[];

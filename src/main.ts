@@ -9,6 +9,7 @@ import { ConfigError, loadConfig } from "./config.ts";
 import { ModelLoadError } from "./model/errors.ts";
 import { TokenizerLoadError } from "./model/tokenizer.ts";
 import { RegistryError } from "./registry/errors.ts";
+import { DeviceUnavailableError } from "./runtime/device.ts";
 import { SessionError } from "./runtime/session.ts";
 import { ModelWorkerError } from "./runtime/worker_client.ts";
 import { createServices } from "./services.ts";
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
 function isStartupError(e: unknown): e is Error {
   return e instanceof ConfigError || e instanceof ModelLoadError || e instanceof TokenizerLoadError ||
     e instanceof SessionError || e instanceof ModelWorkerError || e instanceof StoreError ||
-    e instanceof RegistryError;
+    e instanceof RegistryError || e instanceof DeviceUnavailableError;
 }
 
 try {

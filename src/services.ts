@@ -14,8 +14,7 @@ import { ModelRegistry } from "./registry/model_registry.ts";
 import { loadRegistryConfig } from "./registry/registry_config.ts";
 import { RegistryVersionSink } from "./registry/version_sink.ts";
 import { VersionService } from "./registry/versions.ts";
-import { resolveDevice } from "./runtime/device.ts";
-import type { Device } from "./runtime/session.ts";
+import { chooseDevice, type Device } from "./runtime/device.ts";
 import { BlobStore } from "./store/blob_store.ts";
 import { FileService } from "./store/file_service.ts";
 import { openStore, type Store } from "./store/store.ts";
@@ -39,7 +38,9 @@ export interface Services {
 
 export async function createServices(config: Config, env: Record<string, string | undefined>): Promise<Services> {
   const registryConfig = loadRegistryConfig(env);
-  const device = resolveDevice(config.device);
+  const choice = chooseDevice(config.device);
+  const device = choice.device;
+  console.log(JSON.stringify({ device, reason: choice.reason }));
 
   const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   const blobs = await BlobStore.open(join(config.dataDir, "files"));
@@ -48,7 +49,7 @@ export async function createServices(config: Config, env: Record<string, string 
 
   const bases = new BaseModels([{ id: config.model }], {
     dataDir: config.dataDir,
-    device,
+    device: choice,
     dtype: config.dtype === "auto" ? undefined : DTYPES[config.dtype],
   });
   const versions = new VersionService({

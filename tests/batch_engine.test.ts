@@ -485,6 +485,7 @@ Deno.test("a dead worker fails every sequence with EngineError and marks the eng
         logits: new Float32Array(vocab * prompts.length).fill(0.5),
         logSumExp: new Float32Array(prompts.length).fill(0.5 + Math.log(vocab)),
         allLogits: null,
+        transfer: { hostToDevice: 0, deviceToHost: 0 },
         ms: 0,
       }),
     decode: () => {

@@ -1,6 +1,6 @@
 /**
  * deno task generate --model DIR --prompt "..." [--chat] [--max-tokens N]
- *   [--temperature T] [--top-p P] [--top-k K] [--seed N] [--stop S]... [--device cpu|cuda]
+ *   [--temperature T] [--top-p P] [--top-k K] [--seed N] [--stop S]... [--device auto|cpu|cuda|webgpu]
  *
  * Streams the completion to stdout; timing and token counts go to stderr.
  */
@@ -8,13 +8,13 @@ import "../runtime/ort_env.ts"; // before anything loads onnxruntime or transfor
 import { parseArgs } from "node:util";
 import { ModelLoadError } from "../model/errors.ts";
 import { ChatTemplateError, TokenizerLoadError } from "../model/tokenizer.ts";
-import { resolveDevice } from "../runtime/device.ts";
+import { DEVICE_REQUESTS, type DeviceRequest, resolveDevice } from "../runtime/device.ts";
 import { SessionError } from "../runtime/session.ts";
 import { generate, GenerationError } from "../serve/generate.ts";
 import { loadModel } from "../serve/load_model.ts";
 
 const USAGE = "usage: deno task generate --model DIR --prompt TEXT [--chat] [--max-tokens N] [--temperature T] " +
-  "[--top-p P] [--top-k K] [--seed N] [--stop S]... [--device auto|cpu|cuda] [--data-dir DIR]";
+  "[--top-p P] [--top-k K] [--seed N] [--stop S]... [--device auto|cpu|cuda|webgpu] [--data-dir DIR]";
 
 class UsageError extends Error {}
 
@@ -53,7 +53,9 @@ async function main(argv: string[]): Promise<void> {
   const v = parsed.values;
   if (!v.model) throw new UsageError("--model is required");
   if (v.prompt === undefined) throw new UsageError("--prompt is required");
-  if (!["auto", "cpu", "cuda"].includes(v.device)) throw new UsageError(`--device must be auto, cpu or cuda`);
+  if (!(DEVICE_REQUESTS as readonly string[]).includes(v.device)) {
+    throw new UsageError(`--device must be one of ${DEVICE_REQUESTS.join(", ")}`);
+  }
   const maxTokens = num("max-tokens", v["max-tokens"], 128, true);
   const sampling = {
     temperature: num("temperature", v.temperature, 0),
@@ -64,7 +66,7 @@ async function main(argv: string[]): Promise<void> {
 
   const model = await loadModel(v.model, {
     dataDir: v["data-dir"],
-    device: resolveDevice(v.device as "auto" | "cpu" | "cuda"),
+    device: resolveDevice(v.device as DeviceRequest),
   });
   const promptIds = v.chat
     ? model.tokenizer.encodeChat([{ role: "user", content: v.prompt }], { addGenerationPrompt: true })

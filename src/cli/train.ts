@@ -4,7 +4,7 @@
  *   [--target-modules q_proj,v_proj,...] [--epochs 3] [--batch-size 8] [--lr 2e-4] [--warmup-ratio 0]
  *   [--schedule linear|cosine|constant] [--max-grad-norm 1] [--grad-accum 1] [--max-length 512] [--seed 0]
  *   [--validation-fraction 0] [--out DIR] [--checkpoint-dir DIR] [--checkpoint-every N] [--resume]
- *   [--device auto|cpu|cuda] [--threads N] [--dtype F32|F16|BF16] [--log-every N] [--data-dir DIR]
+ *   [--device auto|cpu|cuda|webgpu] [--threads N] [--dtype F32|F16|BF16] [--log-every N] [--data-dir DIR]
  *
  * Fine-tunes with src/train/fine_tune.ts and writes the merged model directory
  * to --out (default `<model>-ft`); checkpoints go to --checkpoint-dir (default
@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { ModelLoadError } from "../model/errors.ts";
 import type { FloatDtype } from "../model/safetensors.ts";
 import { TokenizerLoadError } from "../model/tokenizer.ts";
-import { resolveDevice } from "../runtime/device.ts";
+import { DEVICE_REQUESTS, resolveDevice } from "../runtime/device.ts";
 import { formatIssue } from "../train/dataset_errors.ts";
 import {
   DatasetInvalidError,
@@ -38,7 +38,7 @@ const USAGE = "usage: deno task train --model DIR --data FILE.jsonl [--validatio
   "[--target-modules a,b] [--epochs N] [--batch-size N] [--lr X] [--warmup-ratio X] " +
   "[--schedule linear|cosine|constant] [--max-grad-norm X] [--grad-accum N] [--max-length N] [--seed N] " +
   "[--validation-fraction X] [--out DIR] [--checkpoint-dir DIR] [--checkpoint-every N] [--resume] " +
-  "[--device auto|cpu|cuda] [--threads N] [--dtype F32|F16|BF16] [--log-every N] [--data-dir DIR]";
+  "[--device auto|cpu|cuda|webgpu] [--threads N] [--dtype F32|F16|BF16] [--log-every N] [--data-dir DIR]";
 
 class UsageError extends Error {}
 
@@ -119,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
   const targetModules = v["target-modules"]?.split(",").map((s) => oneOf("target-modules", s.trim(), TARGET_MODULES));
   const lipschitz = v.lipschitz === "auto" ? "auto" as const : num("lipschitz", v.lipschitz, 0);
   const dtype = v.dtype === undefined ? undefined : oneOf<FloatDtype>("dtype", v.dtype, ["F32", "F16", "BF16"]);
-  const device = resolveDevice(oneOf("device", v.device, ["auto", "cpu", "cuda"] as const));
+  const device = resolveDevice(oneOf("device", v.device, DEVICE_REQUESTS));
   const threads = v.threads === undefined ? undefined : num("threads", v.threads, 1, true);
   const trainText = await readData(v.data, "data");
   const validationText = v.validation === undefined ? undefined : await readData(v.validation, "validation");

@@ -6,8 +6,7 @@
  */
 import { type Checkpoint, openCheckpoint } from "../model/checkpoint.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
-import { resolveDevice } from "../runtime/device.ts";
-import type { Device } from "../runtime/session.ts";
+import { chooseDevice, type Device, type DeviceChoice, type DeviceRequest } from "../runtime/device.ts";
 import { defaultDtype, type PreparedModel, prepareModel } from "../serve/load_model.ts";
 
 export interface BaseModelSpec {
@@ -19,7 +18,8 @@ export interface BaseModelSpec {
 
 export interface BaseModelsOptions {
   dataDir: string;
-  device?: Device | "auto";
+  /** A request, or a choice already made (chooseDevice) so the probe and its log line happen once. */
+  device?: DeviceRequest | DeviceChoice;
   dtype?: ComputeDType;
 }
 
@@ -34,8 +34,9 @@ export class BaseModels {
 
   constructor(specs: readonly BaseModelSpec[], opts: BaseModelsOptions) {
     this.dataDir = opts.dataDir;
-    this.device = resolveDevice(opts.device ?? "auto");
-    this.dtype = opts.dtype ?? defaultDtype(this.device);
+    const choice = typeof opts.device === "object" ? opts.device : chooseDevice(opts.device ?? "auto");
+    this.device = choice.device;
+    this.dtype = opts.dtype ?? defaultDtype(choice);
     this.#specs = new Map(specs.map((s) => [s.id, s.source ?? s.id]));
   }
 

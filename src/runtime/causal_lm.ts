@@ -7,7 +7,9 @@
 import type { ModelConfig } from "../model/config.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { IO_NAMES } from "../model/decoder_graph.ts";
+import type { Device } from "./device.ts";
 import { ort, type OrtSession, type OrtTensor } from "./ort.ts";
+import { createSession, type OutputLocation, type SessionOptions } from "./session.ts";
 
 export interface KvCache {
   readonly layers: LayerKv[];
@@ -33,11 +35,18 @@ export interface LayerKv {
   value: OrtTensor;
 }
 
+/** Bytes a run copied between host and device memory (0 on the CPU, where there is no device). */
+export interface TransferBytes {
+  hostToDevice: number;
+  deviceToHost: number;
+}
+
 interface Logits {
   /** [batch, kept positions, vocab] row-major (kept = seq unless numLogitsToKeep is set). */
   logits: Float32Array;
   /** log Σ exp of each logits row: [batch × kept positions]. */
   logSumExp: Float32Array;
+  transfer: TransferBytes;
 }
 
 export interface ForwardOutput extends Logits {
@@ -59,12 +68,53 @@ function int64Tensor(rows: number[][]): OrtTensor {
   return new ort.Tensor("int64", data, [rows.length, cols]);
 }
 
+/**
+ * Where a session's outputs land: on WebGPU the keys and values stay in GPU
+ * memory (the engine feeds them back as `past`), logits come to the host.
+ */
+export function servingOutputLocations(config: ModelConfig): Record<string, OutputLocation> {
+  const map: Record<string, OutputLocation> = {
+    [IO_NAMES.logits]: "cpu",
+    [IO_NAMES.logitsLogSumExp]: "cpu",
+  };
+  for (let i = 0; i < config.numLayers; i++) {
+    for (const name of [IO_NAMES.presentKey, IO_NAMES.presentValue, IO_NAMES.stepKey, IO_NAMES.stepValue]) {
+      map[name(i)] = "gpu-buffer";
+    }
+  }
+  return map;
+}
+
+function hostBytes(tensors: Iterable<OrtTensor>): number {
+  let n = 0;
+  for (const t of tensors) if (t.location === "cpu") n += (t.data as ArrayBufferView).byteLength;
+  return n;
+}
+
 export class CausalLM {
+  /**
+   * @param device where the session runs: on "webgpu" its keys and values
+   * are GPU tensors (see servingOutputLocations), which the caller must
+   * dispose; elsewhere they are host tensors.
+   */
   constructor(
     readonly config: ModelConfig,
     readonly session: OrtSession,
     readonly dtype: ComputeDType,
+    readonly device: Device = "cpu",
   ) {}
+
+  /** Opens the serving model at `modelPath` on `opts.device`, with the output locations it needs there. */
+  static async open(config: ModelConfig, modelPath: string, dtype: ComputeDType, opts: SessionOptions) {
+    const outputLocation = opts.device === "webgpu" ? servingOutputLocations(config) : undefined;
+    const session = await createSession(modelPath, { ...opts, outputLocation });
+    return new CausalLM(config, session, dtype, opts.device);
+  }
+
+  /** Keys and values live in device memory between steps (WebGPU). */
+  get kvOnDevice(): boolean {
+    return this.device === "webgpu";
+  }
 
   emptyCache(batch: number): KvCache {
     const { numKvHeads, headDim, numLayers } = this.config;
@@ -115,17 +165,24 @@ export class CausalLM {
     const [keyName, valueName] = fetch === "present"
       ? [IO_NAMES.presentKey, IO_NAMES.presentValue]
       : [IO_NAMES.stepKey, IO_NAMES.stepValue];
-    const fetches = [
+    const wanted = [
       IO_NAMES.logits,
       IO_NAMES.logitsLogSumExp,
       ...past.layers.flatMap((_, i) => [keyName(i), valueName(i)]),
     ];
-    const out = await this.session.run(feeds, fetches);
+    // With per-output locations every output is fetched, in the session's order (see SessionOptions).
+    const out = await this.session.run(feeds, this.kvOnDevice ? this.session.outputNames : wanted);
+    const keep = new Set(wanted);
+    for (const [name, t] of Object.entries(out)) if (!keep.has(name) && t.location === "gpu-buffer") t.dispose();
+    const fetched = wanted.map((name) => out[name]);
     return {
       logits: out[IO_NAMES.logits].data as Float32Array,
       logSumExp: out[IO_NAMES.logitsLogSumExp].data as Float32Array,
       kv: past.layers.map((_, i) => ({ key: out[keyName(i)], value: out[valueName(i)] })),
       length: total,
+      transfer: this.device === "cpu"
+        ? { hostToDevice: 0, deviceToHost: 0 }
+        : { hostToDevice: hostBytes(Object.values(feeds)), deviceToHost: hostBytes(fetched) },
     };
   }
 

@@ -7,13 +7,20 @@
  * so on the main thread every step would freeze HTTP handling for its whole
  * duration. Messages are handled strictly one at a time, in arrival order, so
  * a `drop` sent between steps is seen before the next step.
+ *
+ * Where the caches live depends on the device: in host memory for the CPU
+ * and CUDA (KvStore: a step fetches only its own new keys and values), in GPU
+ * memory for WebGPU (DeviceKvStore: a step's `present` stays on the device
+ * and is fed back as the next step's `past`).
  */
 /// <reference lib="deno.worker" />
 import "./ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { CausalLM } from "./causal_lm.ts";
+import { DeviceKvStore } from "./device_kv.ts";
 import { leftPaddedPrompts } from "./kv_batch.ts";
+import { SessionKvOps } from "./kv_ops.ts";
 import { KvStore, SequenceStateError } from "./kv_store.ts";
-import { createSession } from "./session.ts";
+import { openGraphSession } from "./session.ts";
 import type {
   DecodeResult,
   OpResults,
@@ -32,7 +39,8 @@ class RequestError extends Error {
 }
 
 let lm: CausalLM | null = null;
-const store = new KvStore();
+let store: KvStore | DeviceKvStore = new KvStore();
+let kvOps: SessionKvOps | null = null;
 
 function loaded(): CausalLM {
   if (!lm) throw new RequestError({ kind: "NotLoaded", message: "no model is loaded" });
@@ -69,12 +77,14 @@ async function prefill(prompts: PrefillPrompt[], allLogits: boolean): Promise<Pr
   const input = leftPaddedPrompts(prompts.map((p) => p.tokens));
   const out = await runStep("prefill", () => model.forwardStep({ ...input, numLogitsToKeep: allLogits ? 0 : 1 }));
   const width = input.inputIds[0].length;
+  // With an empty past, a step's own keys and values are its whole cache.
   store.addPrefilled(ids, { layers: out.step, length: width, batch: ids.length }, input.lens);
   const vocab = model.config.vocabSize;
   return {
     logits: allLogits ? out.logits.slice(out.logits.length - vocab) : own(out.logits),
     logSumExp: out.logSumExp.slice(out.logSumExp.length - prompts.length),
     allLogits: allLogits ? { logits: own(out.logits), logSumExp: out.logSumExp } : null,
+    transfer: out.transfer,
     ms: performance.now() - t0,
   };
 }
@@ -85,19 +95,33 @@ async function decode(seqs: number[], tokens: number[]): Promise<DecodeResult> {
     throw new RequestError({ kind: "BadRequest", message: "decode needs one token per sequence" });
   }
   const t0 = performance.now();
+  const tokenOf = new Map(seqs.map((s, i) => [s, tokens[i]]));
   return await runStep("decode", async () => {
-    const { batch, joined } = store.prepare(seqs);
-    const tokenOf = new Map(seqs.map((s, i) => [s, tokens[i]]));
-    const inputs = batch.stepInputs();
-    const out = await model.forwardStep({ inputIds: batch.ids.map((id) => [tokenOf.get(id)!]), ...inputs });
-    batch.append(out.step);
-    const width = inputs.past.length;
+    let out, rows: number[], width: number, joined: number;
+    if (store instanceof DeviceKvStore) {
+      const prepared = await store.prepare(seqs);
+      const inputs = prepared.batch.stepInputs();
+      rows = [...prepared.batch.ids];
+      out = await model.forward({ inputIds: rows.map((id) => [tokenOf.get(id)!]), ...inputs });
+      prepared.batch.adopt(out.present.layers);
+      ({ joined } = prepared);
+      width = inputs.past.length;
+    } else {
+      const prepared = store.prepare(seqs);
+      const inputs = prepared.batch.stepInputs();
+      rows = [...prepared.batch.ids];
+      out = await model.forwardStep({ inputIds: rows.map((id) => [tokenOf.get(id)!]), ...inputs });
+      prepared.batch.append(out.step);
+      ({ joined } = prepared);
+      width = inputs.past.length;
+    }
     return {
       logits: own(out.logits),
       logSumExp: out.logSumExp,
-      rows: [...batch.ids],
+      rows,
       width,
       joined,
+      transfer: out.transfer,
       ms: performance.now() - t0,
     };
   });
@@ -109,8 +133,13 @@ async function handle(req: WorkerRequest): Promise<{ result: OpResults[WorkerOp]
       if (lm) throw new RequestError({ kind: "BadRequest", message: "a model is already loaded" });
       const t0 = performance.now();
       try {
-        const session = await createSession(req.spec.modelPath, { device: req.spec.device, threads: req.spec.threads });
-        lm = new CausalLM(req.spec.config, session, req.spec.dtype);
+        const { config, dtype, device, threads } = req.spec;
+        lm = await CausalLM.open(config, req.spec.modelPath, dtype, { device, threads });
+        if (lm.kvOnDevice) {
+          const shape = { layers: config.numLayers, kvHeads: config.numKvHeads, headDim: config.headDim, dtype };
+          kvOps = new SessionKvOps(shape, (graph) => openGraphSession(graph, { device, outputLocation: "gpu-buffer" }));
+          store = new DeviceKvStore(kvOps);
+        }
       } catch (e) {
         throw new RequestError({ kind: "LoadFailed", message: e instanceof Error ? e.message : String(e) });
       }
@@ -131,6 +160,8 @@ async function handle(req: WorkerRequest): Promise<{ result: OpResults[WorkerOp]
       return { result: {}, transfer: [] };
     case "close":
       store.clear();
+      await kvOps?.release();
+      kvOps = null;
       await lm?.release();
       lm = null;
       return { result: {}, transfer: [] };

@@ -8,7 +8,8 @@
  */
 import type { ModelConfig } from "../model/config.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
-import type { Device } from "./session.ts";
+import type { TransferBytes } from "./causal_lm.ts";
+import type { Device } from "./device.ts";
 
 /** What the worker needs to open a compiled serving model. */
 export interface LoadSpec {
@@ -51,6 +52,8 @@ export interface PrefillResult {
    * [promptLength × vocab] and the log Σ exp of each row.
    */
   allLogits: { logits: Float32Array; logSumExp: Float32Array } | null;
+  /** Bytes the step copied between host and device (0 on the CPU). */
+  transfer: TransferBytes;
   ms: number;
 }
 
@@ -65,6 +68,8 @@ export interface DecodeResult {
   width: number;
   /** Sequences copied into the batch cache before this step (their first decode step). */
   joined: number;
+  /** Bytes the step copied between host and device (0 on the CPU; on WebGPU the cache never moves). */
+  transfer: TransferBytes;
   ms: number;
 }
 

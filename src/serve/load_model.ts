@@ -10,16 +10,16 @@ import type { ModelConfig } from "../model/config.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { servingModelPath } from "../model/serving_graph.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
-import { resolveDevice } from "../runtime/device.ts";
-import { createSession, type Device, SessionError } from "../runtime/session.ts";
+import { chooseDevice, type DeviceChoice } from "../runtime/device.ts";
+import { type Device, SessionError } from "../runtime/session.ts";
 import { CausalLM } from "../runtime/causal_lm.ts";
 
 export interface PrepareOptions {
   /** Hub cache and compiled models. Default "./data". */
   dataDir?: string;
-  /** Default "auto": CUDA when available. */
+  /** Default "auto": CUDA, else WebGPU on a hardware adapter, else CPU (runtime/device.ts). */
   device?: Device | "auto";
-  /** Default: float32 on CPU, float16 on CUDA. */
+  /** Default: defaultDtype of the device. */
   dtype?: ComputeDType;
 }
 
@@ -45,17 +45,23 @@ export interface LoadedModel extends PreparedModel {
   lm: CausalLM;
 }
 
-export function defaultDtype(device: Device): ComputeDType {
-  // CPU kernels are fastest and exact in fp32; tensor cores want half precision on CUDA.
-  return device === "cuda" ? "float16" : "float32";
+/**
+ * fp16 on a GPU (tensor cores, half the memory traffic); fp32 on the CPU,
+ * whose kernels are fastest and exact in it, and on a software WebGPU
+ * adapter, which computes on the CPU too.
+ */
+export function defaultDtype(choice: Pick<DeviceChoice, "device" | "software">): ComputeDType {
+  return choice.device === "cpu" || choice.software ? "float32" : "float16";
 }
 
 export async function prepareModel(source: string, opts: PrepareOptions = {}): Promise<PreparedModel> {
-  const device = resolveDevice(opts.device ?? "auto");
-  const dtype = opts.dtype ?? defaultDtype(device);
-  if (dtype === "bfloat16" && device === "cpu") {
+  const choice = chooseDevice(opts.device ?? "auto");
+  const device = choice.device;
+  const dtype = opts.dtype ?? defaultDtype(choice);
+  if (dtype === "bfloat16" && device !== "cuda") {
     throw new SessionError(
-      "bf16 needs DEVICE=cuda: onnxruntime's CPU kernels have no bfloat16 arithmetic (use fp32 or fp16)",
+      `bf16 needs DEVICE=cuda: onnxruntime's ${device === "cpu" ? "CPU kernels" : "WebGPU shaders"} ` +
+        "have no bfloat16 arithmetic (use fp32 or fp16)",
     );
   }
   const dataDir = opts.dataDir ?? "./data";
@@ -71,9 +77,14 @@ export async function prepareModel(source: string, opts: PrepareOptions = {}): P
 
 export async function loadModel(source: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const prepared = await prepareModel(source, opts);
-  const session = await createSession(servingModelPath(prepared.compiledDir, prepared.dtype), {
-    device: prepared.device,
-    threads: opts.threads,
-  });
-  return { ...prepared, lm: new CausalLM(prepared.config, session, prepared.dtype) };
+  const lm = await CausalLM.open(
+    prepared.config,
+    servingModelPath(prepared.compiledDir, prepared.dtype),
+    prepared.dtype,
+    {
+      device: prepared.device,
+      threads: opts.threads,
+    },
+  );
+  return { ...prepared, lm };
 }

@@ -15,6 +15,7 @@
  * and throws FineTuneAborted.
  */
 import { z } from "zod";
+import { type Device, DEVICES } from "../runtime/device.ts";
 import { openCheckpoint } from "../model/checkpoint.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
 import type { LayerDelta } from "../registry/types.ts";
@@ -86,7 +87,7 @@ export interface FineTuneOptions {
   onEvent?: (e: FineTuneEvent) => void | Promise<void>;
   /** Stop between steps (cancel/pause): writes a checkpoint first when possible, then throws FineTuneAborted. */
   signal?: AbortSignal;
-  device?: "cpu" | "cuda";
+  device?: Device;
   /** Intra-op threads of the training sessions and kernels (default: all cores). */
   threads?: number;
   /** AdamW weight decay (default 0). */
@@ -184,7 +185,7 @@ const OptionsSchema = z.object({
   checkpointDir: z.string().min(1),
   checkpointEvery: z.number().int().min(0),
   resume: z.boolean().default(false),
-  device: z.enum(["cpu", "cuda"]).default("cpu"),
+  device: z.enum(DEVICES).default("cpu"),
   threads: z.number().int().min(1).optional(),
   weightDecay: z.number().min(0).default(0),
   evalEvery: z.number().int().min(0).optional(),

@@ -23,6 +23,7 @@
  */
 import { hostname } from "node:os";
 import { resolve } from "node:path";
+import type { Device } from "../runtime/device.ts";
 import type { NewVersion } from "../registry/types.ts";
 import { StoreError } from "../store/errors.ts";
 import type { FileService } from "../store/file_service.ts";
@@ -82,7 +83,7 @@ export interface JobRunnerOptions {
   sweepMs?: number;
   /** Runs of one job that may die without finishing before it is failed. Default 3. */
   maxCrashes?: number;
-  device?: "cpu" | "cuda";
+  device?: Device;
   threads?: number;
   /** Validation issues listed in the job's error event. Default 10. */
   maxListedIssues?: number;

@@ -15,6 +15,7 @@
  * reproducible: the runner never re-derives a value.
  */
 import { z } from "zod";
+import type { Device } from "../runtime/device.ts";
 import type { FineTuneOptions } from "./fine_tune.ts";
 import { TARGET_MODULES, type TargetModule } from "./lm_training_graph.ts";
 
@@ -167,7 +168,7 @@ export interface RunPlacement {
   validationText?: string;
   checkpointDir: string;
   seed: number;
-  device?: "cpu" | "cuda";
+  device?: Device;
   threads?: number;
 }
 

@@ -211,7 +211,7 @@ export interface LmTrainingModelOptions {
   /** Intra-op threads of the training sessions (default 1, see openGraphSession in runtime/session.ts). */
   threads?: number;
   dtype?: ComputeDType;
-  /** How adapted W are held: "input" (default on CPU) or "baked" (default on CUDA). */
+  /** How adapted W are held: "input" (default on CPU) or "baked" (default on a GPU). */
   weightLayout?: "input" | "baked";
   /** BakedWeightState's re-bake threshold. */
   maxPendingRank?: number;
@@ -241,7 +241,7 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
       // A copy: the state merges in place, and a source may hand out buffers it keeps (tests' memory models).
       layers.set(a.name, { m: a.m, n: a.n, data: (await source.read(`${a.name}.weight`)).slice() });
     }
-    const kind = opts.weightLayout ?? (device === "cuda" ? "baked" : "input");
+    const kind = opts.weightLayout ?? (device === "cpu" ? "input" : "baked");
     const stateOpts = { device, threads: opts.threads };
     const weights: GraphWeightState = kind === "baked"
       ? new BakedWeightState(layers, { ...stateOpts, maxPendingRank: opts.maxPendingRank })

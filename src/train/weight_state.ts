@@ -4,7 +4,7 @@
  * - `CpuWeightState`: W is a graph input over JS memory (ORT CPU wraps input
  *   buffers without a copy); merges run the Merge kernel and copy the result
  *   back into the same buffer, so the next run sees it.
- * - `BakedWeightState`: W is a graph initializer (on CUDA it stays on the
+ * - `BakedWeightState`: W is a graph initializer (on a GPU it stays on the
  *   device; inputs are copied host→device every run). Merges since the last
  *   bake are carried as low-rank factors `pending.<name>.U/V` (small inputs);
  *   when a layer's pending rank exceeds `maxPendingRank` every layer is
@@ -175,8 +175,10 @@ export class BakedWeightState extends BaseWeightState implements GraphWeightStat
     const out: Record<string, OrtTensor> = {};
     for (const [name, l] of this.layers) {
       const p = this.#pending.get(name)!;
-      out[loraNames.pendingU(name)] = new ort.Tensor("float32", p.U, [l.m, p.k]);
-      out[loraNames.pendingV(name)] = new ort.Tensor("float32", p.V, [l.n, p.k]);
+      // No pending merges: one zero column, not an empty one (WebGPU's MatMul crashes on an inner size of 0).
+      const k = Math.max(p.k, 1);
+      out[loraNames.pendingU(name)] = new ort.Tensor("float32", p.k ? p.U : new Float32Array(l.m), [l.m, k]);
+      out[loraNames.pendingV(name)] = new ort.Tensor("float32", p.k ? p.V : new Float32Array(l.n), [l.n, k]);
     }
     return out;
   }
