@@ -5,6 +5,7 @@
  * owns queueing, continuous batching, sampling and detokenization.
  */
 import { ApiError } from "../errors.ts";
+import type { TransferBytes } from "../runtime/causal_lm.ts";
 import type { SamplingParams } from "./sampler.ts";
 
 export interface GenerationRequest {
@@ -100,6 +101,15 @@ export interface EngineStats {
   activeSequences: number;
   /** Sequences in the last batched decode step. */
   lastBatchSize: number;
+  /** Bytes copied between host and device memory (absent or zero on the CPU, which has no device). */
+  transfer?: TransferStats;
+}
+
+export interface TransferStats {
+  /** Since the engine started, prefills and decode steps together. */
+  total: TransferBytes;
+  /** The last decode step's. */
+  lastDecode: TransferBytes;
 }
 
 /** One loaded model served with continuous batching. */

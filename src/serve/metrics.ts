@@ -5,6 +5,7 @@
  * pulled from `stats()` at scrape time.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { TransferBytes } from "../runtime/causal_lm.ts";
 import type { EngineStats } from "./engine_types.ts";
 
 export interface EngineSource {
@@ -79,6 +80,31 @@ export class ServerMetrics {
     engineGauge("scalora_queue_depth", "Requests waiting for a batch slot", (s) => s.queueDepth);
     engineGauge("scalora_active_sequences", "Sequences being generated", (s) => s.activeSequences);
     engineGauge("scalora_batch_size", "Sequences in the last batched decode step", (s) => s.lastBatchSize);
+    const transferGauge = (name: string, help: string, pick: (s: EngineStats) => TransferBytes | undefined) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["model", "direction"],
+        registers,
+        collect() {
+          this.reset();
+          for (const e of engines()) {
+            const t = pick(e.stats()) ?? { hostToDevice: 0, deviceToHost: 0 };
+            this.set({ model: e.model, direction: "host_to_device" }, t.hostToDevice);
+            this.set({ model: e.model, direction: "device_to_host" }, t.deviceToHost);
+          }
+        },
+      });
+    transferGauge(
+      "scalora_device_copy_bytes_total",
+      "Bytes copied between host and device memory since the engine started (0 on the CPU)",
+      (s) => s.transfer?.total,
+    );
+    transferGauge(
+      "scalora_device_copy_bytes_per_decode_step",
+      "Bytes the last decode step copied between host and device (WebGPU keeps the KV cache on the device)",
+      (s) => s.transfer?.lastDecode,
+    );
     new Gauge({
       name: "scalora_loaded_models",
       help: "Models the server can serve",

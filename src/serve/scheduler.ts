@@ -14,6 +14,7 @@
  * once, which the HTTP layer turns into 429/503.
  */
 import type { Tokenizer } from "../model/tokenizer.ts";
+import type { TransferBytes } from "../runtime/causal_lm.ts";
 import type { DecodeResult, PrefillPrompt, PrefillResult } from "../runtime/worker_protocol.ts";
 import { ModelWorkerError } from "../runtime/worker_client.ts";
 import {
@@ -25,6 +26,7 @@ import {
   QueueFullError,
   RequestTimeoutError,
   type TokenEvent,
+  type TransferStats,
 } from "./engine_types.ts";
 import { EventChannel } from "./event_channel.ts";
 import { type ScoredToken, TokenRenderer } from "./logprobs.ts";
@@ -108,6 +110,8 @@ export interface StepMetrics {
   width?: number;
   /** Decode: sequences that joined the batch cache before this step. */
   joined?: number;
+  /** Bytes the step copied between host and device. */
+  transfer: TransferBytes;
 }
 
 /** Metrics hooks; exceptions thrown by them are ignored. */
@@ -176,6 +180,10 @@ export class BatchScheduler implements GenerationEngine {
   #closed: Promise<void> | null = null;
   #broken: Error | null = null;
   #lastBatchSize = 0;
+  readonly #transfer: TransferStats = {
+    total: { hostToDevice: 0, deviceToHost: 0 },
+    lastDecode: { hostToDevice: 0, deviceToHost: 0 },
+  };
   readonly #counters = { requestsTotal: 0, promptTokensTotal: 0, completionTokensTotal: 0, decodeSteps: 0 };
 
   constructor(runner: StepRunner, model: ScheduledModel, opts: SchedulerOptions = {}) {
@@ -210,6 +218,7 @@ export class BatchScheduler implements GenerationEngine {
       queueDepth: this.#queue.length,
       activeSequences: this.#active.size,
       lastBatchSize: this.#lastBatchSize,
+      transfer: { total: { ...this.#transfer.total }, lastDecode: { ...this.#transfer.lastDecode } },
       ...this.#counters,
     };
   }
@@ -351,7 +360,8 @@ export class BatchScheduler implements GenerationEngine {
     }
     const tokens = group.reduce((n, s) => n + s.req.promptIds.length, 0);
     this.#counters.promptTokensTotal += tokens;
-    this.#notify("onStep", { kind: "prefill", batchSize: group.length, tokens, ms: r.ms });
+    this.#countTransfer(r.transfer);
+    this.#notify("onStep", { kind: "prefill", batchSize: group.length, tokens, ms: r.ms, transfer: r.transfer });
     group.forEach((seq, i) => {
       if (seq.cancelled) return;
       if (r.allLogits) {
@@ -360,6 +370,11 @@ export class BatchScheduler implements GenerationEngine {
       if (seq.decoder.finished) this.#complete(seq); // maxTokens 0: prompt scoring only
       else this.#consume(seq, r.logits.subarray(i * this.#vocab, (i + 1) * this.#vocab), r.logSumExp[i]);
     });
+  }
+
+  #countTransfer(t: TransferBytes): void {
+    this.#transfer.total.hostToDevice += t.hostToDevice;
+    this.#transfer.total.deviceToHost += t.deviceToHost;
   }
 
   async #decodeStep(batch: Sequence[]): Promise<void> {
@@ -374,6 +389,8 @@ export class BatchScheduler implements GenerationEngine {
     }
     this.#lastBatchSize = batch.length;
     this.#counters.decodeSteps++;
+    this.#countTransfer(r.transfer);
+    this.#transfer.lastDecode = { ...r.transfer };
     this.#notify("onStep", {
       kind: "decode",
       batchSize: batch.length,
@@ -381,6 +398,7 @@ export class BatchScheduler implements GenerationEngine {
       ms: r.ms,
       width: r.width,
       joined: r.joined,
+      transfer: r.transfer,
     });
     const byId = new Map(batch.map((s) => [s.id, s]));
     r.rows.forEach((id, i) => {

@@ -5,6 +5,8 @@
  */
 import { openCheckpoint } from "../../src/model/checkpoint.ts";
 import type { ModelConfig } from "../../src/model/config.ts";
+import type { ComputeDType } from "../../src/model/decoder_graph.ts";
+import type { Device } from "../../src/runtime/device.ts";
 import { Rng } from "../../src/model/rng.ts";
 import { generateTinyModel } from "../../src/model/tiny_model.ts";
 import { BaseModels } from "../../src/registry/base_models.ts";
@@ -134,6 +136,9 @@ export interface FixtureOptions {
   versions?: Partial<VersionServiceOptions>;
   /** Reuse a generated model directory (shared across tests in one file). */
   modelDir?: string;
+  /** Device of every engine (default "cpu"), and its compute dtype (default: the device's). */
+  device?: Device;
+  dtype?: ComputeDType;
 }
 
 /** A generated tiny model (bytes tokenizer) in `dir`. */
@@ -155,7 +160,11 @@ export async function openRegistryFixture(opts: FixtureOptions = {}): Promise<Re
   const baseId = "tiny-base";
   const store = opts.store ?? await openStore({ dataDir, databaseUrl: null });
   if (opts.store) await resetStore(store);
-  const bases = new BaseModels([{ id: baseId, source: modelDir }], { dataDir, device: "cpu" });
+  const bases = new BaseModels([{ id: baseId, source: modelDir }], {
+    dataDir,
+    device: opts.device ?? "cpu",
+    dtype: opts.dtype,
+  });
   const versions = new VersionService({ store, bases, ...opts.versions });
   const registry = new ModelRegistry({ versions, threads: 1, ...opts.registry });
   await registry.refresh();
