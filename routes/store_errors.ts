@@ -14,6 +14,7 @@ const STORE_STATUS: Record<StoreErrorCode, ContentfulStatusCode> = {
   no_previous_target: 409,
   lease_lost: 409,
   database_in_use: 503,
+  invalid_value: 400,
 };
 
 export function storeApiError(err: unknown): ApiError | null {

@@ -3,7 +3,8 @@
  * needs comes in through `AppDeps`, so tests mount it without a server.
  *
  * Middleware order: request log + metrics (outermost, sees final statuses),
- * 405 for known paths, body size limit, bearer auth on /v1/*, then routes.
+ * 405 for known paths, body size limit, bearer auth on /v1/*, the check of
+ * every path/query/body string (routes/request_text.ts), then routes.
  * Every error goes through `toApiError` once, in `onError`.
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
@@ -27,6 +28,7 @@ import { healthRoutes } from "../routes/health.ts";
 import type { ModelResolver } from "./serve/model_resolver.ts";
 import { modelsRoutes } from "../routes/models.ts";
 import { requestLog, type RequestLogLine } from "../routes/request_log.ts";
+import { requestTextGuard } from "../routes/request_text.ts";
 import { storeApiError } from "../routes/store_errors.ts";
 import { ServerMetrics } from "./serve/metrics.ts";
 
@@ -106,6 +108,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     (c, next) => deps.files && c.req.method === "POST" && c.req.path === "/v1/files" ? next() : limitBody(c, next),
   );
   if (deps.apiKeys && deps.apiKeys.length > 0) app.use("/v1/*", bearerKeyAuth(deps.apiKeys));
+  app.use("*", requestTextGuard());
 
   const ctx = {
     models: deps.models,

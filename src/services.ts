@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../routes/app_env.ts";
-import { buildApp } from "./app.ts";
+import { type AppDeps, buildApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import { BaseModels } from "./registry/base_models.ts";
 import { AliasCoordinator } from "./registry/hot_swap.ts";
@@ -36,7 +36,16 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export async function createServices(config: Config, env: Record<string, string | undefined>): Promise<Services> {
+export interface ServiceOptions {
+  /** One structured line per request; default JSON on stdout (tests pass their own). */
+  logRequest?: AppDeps["logRequest"];
+}
+
+export async function createServices(
+  config: Config,
+  env: Record<string, string | undefined>,
+  opts: ServiceOptions = {},
+): Promise<Services> {
   const registryConfig = loadRegistryConfig(env);
   const choice = chooseDevice(config.device);
   const device = choice.device;
@@ -95,6 +104,7 @@ export async function createServices(config: Config, env: Record<string, string 
     fineTuning: fineTuning.service,
     coordinator,
     versions,
+    logRequest: opts.logRequest,
   });
   return {
     app,

@@ -14,6 +14,7 @@ import { parameterCount } from "../model/layout.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { createEngine } from "../serve/batch_engine.ts";
 import type { SchedulerOptions } from "../serve/scheduler.ts";
+import { unstorableText } from "../store/storable_text.ts";
 import type { VersionRecord } from "../store/version_queries.ts";
 import type { BaseModels } from "./base_models.ts";
 import { EngineLease, EnginePool, type LoadedEngine, type PoolEvent } from "./engine_pool.ts";
@@ -149,6 +150,8 @@ export class ModelRegistry implements ModelResolver {
   /** A base model or version by id/name (not an alias); null when unknown. */
   async target(id: string): Promise<ModelTarget | null> {
     if (this.bases.has(id)) return { kind: "base", id };
+    // Text the store cannot hold names no version: unknown, not a store error.
+    if (unstorableText(id) !== null) return null;
     const name = this.#idToName.get(id) ?? id;
     let record = this.#byName.get(name) ?? null;
     if (!record) {

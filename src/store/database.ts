@@ -13,7 +13,10 @@ import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
+import type { Logger } from "drizzle-orm/logger";
 import { lockDataDir } from "./data_dir_lock.ts";
+import { StoreError } from "./errors.ts";
+import { unstorableParam } from "./storable_text.ts";
 
 /** What every query module sees; a transaction (`PgTransaction`) is one too. */
 export type Db = PgDatabase<PgQueryResultHKT>;
@@ -38,6 +41,21 @@ export interface DatabaseConfig {
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../migrations", import.meta.url));
 
+/**
+ * Refuses, before it is sent, any query with a parameter the database cannot
+ * store (storable_text.ts). Drizzle hands every query of both drivers, in and
+ * out of transactions, to its logger just before the driver runs it: the one
+ * place that sees them all.
+ */
+const storableParams: Logger = {
+  logQuery(_query: string, params: unknown[]): void {
+    for (const p of params) {
+      const reason = unstorableParam(p);
+      if (reason) throw new StoreError("invalid_value", `A value in the request cannot be stored: it ${reason}`);
+    }
+  },
+};
+
 /** Key for the session-level advisory lock that serializes migrations across replicas. */
 const MIGRATION_LOCK_KEY = 0x5ca10a;
 
@@ -53,7 +71,7 @@ async function openPglite(dataDir: string): Promise<Database> {
   let client: PGlite | null = null;
   try {
     client = await PGlite.create(join(dataDir, "db"));
-    const db = drizzlePglite(client);
+    const db = drizzlePglite(client, { logger: storableParams });
     // The directory lock makes this the only migrator.
     await migratePglite(db, { migrationsFolder: MIGRATIONS_DIR });
     const open = client;
@@ -84,7 +102,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   await migratePostgresLocked(url, quiet);
   const client = postgres(url, { max: poolSize, ...quiet });
   return {
-    db: drizzlePostgres(client),
+    db: drizzlePostgres(client, { logger: storableParams }),
     backend: "postgres",
     listen: async (channel, onPayload) => {
       // postgres.js keeps one dedicated connection for all LISTENs.

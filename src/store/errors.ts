@@ -16,7 +16,9 @@ export type StoreErrorCode =
   /** The caller no longer holds the job's lease. */
   | "lease_lost"
   /** The embedded database directory is open in another process. */
-  | "database_in_use";
+  | "database_in_use"
+  /** A value the database cannot store (a NUL character, an unpaired surrogate). */
+  | "invalid_value";
 
 export class StoreError extends Error {
   override name = "StoreError";

@@ -17,6 +17,30 @@ export interface StoreBackend {
 
 const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ?? "";
 
+/** A fresh database on the TEST_DATABASE_URL server; `drop` removes it. */
+export async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const dbName = `scalora_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`CREATE DATABASE "${dbName}"`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = `/${dbName}`;
+  return {
+    url: url.href,
+    drop: async () => {
+      const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
+      try {
+        await admin.unsafe(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+      } finally {
+        await admin.end();
+      }
+    },
+  };
+}
+
 export const storeBackends: StoreBackend[] = [
   {
     name: "pglite",
@@ -39,26 +63,16 @@ export const storeBackends: StoreBackend[] = [
     skip: TEST_DATABASE_URL ? null : "TEST_DATABASE_URL is not set",
     async open() {
       const dataDir = await Deno.makeTempDir({ prefix: "scalora-store-" });
-      const dbName = `scalora_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
-      const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
-      try {
-        await admin.unsafe(`CREATE DATABASE "${dbName}"`);
-      } finally {
-        await admin.end();
-      }
-      const url = new URL(TEST_DATABASE_URL);
-      url.pathname = `/${dbName}`;
-      const store = await openStore({ dataDir, databaseUrl: url.href });
+      const db = await createTestDatabase();
+      const store = await openStore({ dataDir, databaseUrl: db.url });
       return {
         store,
         dataDir,
         dispose: async () => {
           await store.close();
-          const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
           try {
-            await admin.unsafe(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+            await db.drop();
           } finally {
-            await admin.end();
             await Deno.remove(dataDir, { recursive: true });
           }
         },
