@@ -151,6 +151,15 @@ Deno.test("tiny model: presets have the promised shapes and HF fields", () => {
   assert.equal(layout.length, 1 + 30 * 9 + 1);
   assert.deepEqual(layout.find((t) => t.name === "model.layers.29.self_attn.k_proj.weight")?.shape, [192, 576]);
   assert.throws(() => tinyModelRawConfig("qwen3", "smollm2-135m", tok), /smollm2-135m is a llama model/);
+
+  // llama3.2-1b: Llama-3.2-1B's shapes (its published parameter count, tied embeddings, llama3 rope).
+  const big = parseModelConfig(tinyModelRawConfig("llama", "llama3.2-1b", tok, "F16"));
+  assert.equal(parameterCount(big), 1_235_814_400);
+  assert.equal(big.headDim, 64);
+  assert.equal(big.numKvHeads, 8);
+  assert.equal(big.ropeScaling?.type, "llama3");
+  assert.equal(big.tieWordEmbeddings, true);
+  assert.throws(() => tinyModelRawConfig("mistral", "llama3.2-1b", tok), /llama3.2-1b is a llama model/);
 });
 
 Deno.test("tiny model: same seed gives byte-identical files; another seed differs", async () => {

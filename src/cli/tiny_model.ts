@@ -1,6 +1,6 @@
 /**
  * deno task tiny-model --out DIR [--arch qwen3|llama|qwen2|mistral]
- *   [--preset tiny|smollm2-135m] [--tokenizer bytes|qwen3] [--seed N]
+ *   [--preset tiny|smollm2-135m|llama3.2-1b] [--tokenizer bytes|qwen3] [--seed N]
  *   [--dtype f32|f16|bf16] [--shards N]
  *
  * Writes a deterministic random-weight HF model directory (see
@@ -11,6 +11,7 @@ import { ModelLoadError } from "../model/errors.ts";
 import type { FloatDtype } from "../model/safetensors.ts";
 import {
   generateTinyModel,
+  presetArchitecture,
   TINY_ARCHITECTURES,
   TINY_PRESETS,
   TINY_TOKENIZERS,
@@ -21,7 +22,8 @@ import {
 } from "../model/tiny_model.ts";
 
 export const USAGE = "usage: deno task tiny-model --out DIR [--arch qwen3|llama|qwen2|mistral] " +
-  "[--preset tiny|smollm2-135m] [--tokenizer bytes|qwen3] [--seed N] [--dtype f32|f16|bf16] [--shards N]";
+  "[--preset tiny|smollm2-135m|llama3.2-1b] [--tokenizer bytes|qwen3] [--seed N] [--dtype f32|f16|bf16] " +
+  "[--shards N]";
 
 export class CliUsageError extends Error {
   override readonly name = "CliUsageError";
@@ -33,7 +35,7 @@ type Flag = typeof FLAGS[number];
 
 /**
  * Parses the flags (`--flag value` or `--flag=value`). Defaults: arch qwen3
- * (llama for the smollm2-135m preset), preset tiny, tokenizer bytes, seed 0,
+ * (llama for the presets with a real model's shapes), preset tiny, tokenizer bytes, seed 0,
  * dtype f32, shards 1.
  */
 export function parseTinyModelArgs(argv: readonly string[]): TinyModelOptions {
@@ -66,11 +68,12 @@ export function parseTinyModelArgs(argv: readonly string[]): TinyModelOptions {
   const preset = oneOf<TinyPreset>("preset", values.get("preset") ?? "tiny", TINY_PRESETS);
   const arch = oneOf<Architecture>(
     "arch",
-    values.get("arch") ?? (preset === "smollm2-135m" ? "llama" : "qwen3"),
+    values.get("arch") ?? presetArchitecture(preset) ?? "qwen3",
     TINY_ARCHITECTURES,
   );
-  if (preset === "smollm2-135m" && arch !== "llama") {
-    throw new CliUsageError(`--preset smollm2-135m is a llama model; drop --arch or use --arch llama`);
+  const fixed = presetArchitecture(preset);
+  if (fixed && arch !== fixed) {
+    throw new CliUsageError(`--preset ${preset} is a ${fixed} model; drop --arch or use --arch ${fixed}`);
   }
   const tokenizer = oneOf<TinyTokenizer>("tokenizer", values.get("tokenizer") ?? "bytes", TINY_TOKENIZERS);
   const dtypeName = (values.get("dtype") ?? "f32").toLowerCase();

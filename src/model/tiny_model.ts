@@ -15,11 +15,16 @@ import { Rng } from "./rng.ts";
 import { type FloatDtype, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
 import { bytesTokenizerFiles, qwen3TokenizerFiles, type TokenizerFiles } from "./tokenizer_files.ts";
 
-export type TinyPreset = "tiny" | "smollm2-135m";
+export type TinyPreset = "tiny" | "smollm2-135m" | "llama3.2-1b";
 export type TinyTokenizer = "bytes" | "qwen3";
 
 export const TINY_ARCHITECTURES: readonly Architecture[] = ["qwen3", "llama", "qwen2", "mistral"];
-export const TINY_PRESETS: readonly TinyPreset[] = ["tiny", "smollm2-135m"];
+export const TINY_PRESETS: readonly TinyPreset[] = ["tiny", "smollm2-135m", "llama3.2-1b"];
+
+/** Presets with a real model's shapes: llama models only. */
+export function presetArchitecture(preset: TinyPreset): Architecture | null {
+  return preset === "tiny" ? null : "llama";
+}
 export const TINY_TOKENIZERS: readonly TinyTokenizer[] = ["bytes", "qwen3"];
 
 export interface TinyModelOptions {
@@ -63,8 +68,9 @@ export function tinyModelRawConfig(
   tok: TokenizerIds,
   dtype: FloatDtype = "F32",
 ): Record<string, unknown> {
-  if (preset === "smollm2-135m" && arch !== "llama") {
-    throw new TinyModelError(`preset smollm2-135m is a llama model; use --arch llama (got ${arch})`);
+  const fixed = presetArchitecture(preset);
+  if (fixed && arch !== fixed) {
+    throw new TinyModelError(`preset ${preset} is a ${fixed} model; use --arch ${fixed} (got ${arch})`);
   }
   // No padding rows: a random model would sample ids the tokenizer cannot decode.
   const padded = tok.vocabSize;
@@ -97,6 +103,34 @@ export function tinyModelRawConfig(
       rms_norm_eps: 1e-5,
       rope_theta: 100000,
       rope_scaling: null,
+      attention_bias: false,
+      mlp_bias: false,
+      pretraining_tp: 1,
+      tie_word_embeddings: true,
+    };
+  }
+
+  if (preset === "llama3.2-1b") {
+    return {
+      ...common,
+      // Llama-3.2-1B's shapes (1.24B parameters with its 128k vocabulary).
+      vocab_size: Math.max(128256, padded),
+      hidden_size: 2048,
+      intermediate_size: 8192,
+      num_hidden_layers: 16,
+      num_attention_heads: 32,
+      num_key_value_heads: 8,
+      head_dim: 64,
+      max_position_embeddings: 131072,
+      rms_norm_eps: 1e-5,
+      rope_theta: 500000,
+      rope_scaling: {
+        rope_type: "llama3",
+        factor: 32,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8192,
+      },
       attention_bias: false,
       mlp_bias: false,
       pretraining_tp: 1,

@@ -3,11 +3,13 @@
  * standard ops, so they do not fall back to the CPU in the middle of a GPU
  * graph (each fallback is a device → host → device round trip and a sync).
  *
- * onnxruntime 1.30's WebGPU provider has no `LogSoftmax` (the training loss)
- * and no variadic `Sum` (autodiff's gradient accumulation): both become the
- * standard ops they are defined by. Values, names and outputs are unchanged;
- * the rewrite is exact up to float rounding (the same max-shifted form the
- * CPU kernel computes).
+ * onnxruntime 1.30's WebGPU provider has no `LogSoftmax` (the training loss),
+ * no variadic `Sum` (autodiff's gradient accumulation) and no
+ * `ConstantOfShape` (autodiff's zeros, e.g. the [tokens, vocab] buffer the
+ * cross-entropy gradient is scattered into, which would be filled on the host
+ * and uploaded every step): each becomes the standard ops it is defined by.
+ * Values, names and outputs are unchanged; the rewrite is exact up to float
+ * rounding (the same max-shifted form the CPU kernel computes).
  */
 import type { Attribute, FunctionDef, Graph, Node } from "./ir.ts";
 
@@ -67,11 +69,30 @@ function lowerSum(node: Node): Node[] {
   return out;
 }
 
+/** ConstantOfShape(shape; value) of a float dtype = Expand(value, shape): filled on the device. */
+function lowerConstantOfShape(node: Node): Node[] {
+  const value = node.attributes.value;
+  if (!value || value.kind !== "tensor" || !["float32", "float16"].includes(value.value.dtype)) return [node];
+  const n = node.name;
+  return [
+    {
+      op: "Constant",
+      domain: "",
+      name: `${n}/value_const`,
+      inputs: [],
+      outputs: [`${n}/value`],
+      attributes: { value },
+    },
+    plain("Expand", n, [`${n}/value`, node.inputs[0]], node.outputs),
+  ];
+}
+
 function lowerNodes(nodes: readonly Node[]): Node[] {
   return nodes.flatMap((node) => {
     if (node.domain !== "") return [node];
     if (node.op === "LogSoftmax") return lowerLogSoftmax(node);
     if (node.op === "Sum") return lowerSum(node);
+    if (node.op === "ConstantOfShape") return lowerConstantOfShape(node);
     return [node];
   });
 }

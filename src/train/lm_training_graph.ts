@@ -31,6 +31,7 @@ import type { Graph, Value } from "../onnx/ir.ts";
 import { ort, type OrtTensor } from "../runtime/ort.ts";
 import type { Device } from "../runtime/session.ts";
 import type { LmBatch } from "./batching.ts";
+import { IGNORE_INDEX } from "./dataset.ts";
 import { type FrozenWeightLayout, LoraGraph, LOSS_OUTPUT, type TrainingGraphIO } from "./lora_graph.ts";
 import { TrainingSession } from "./training_session.ts";
 import type { AdapterFactors, AdapterSpec, StepResult, TrainingModel } from "./types.ts";
@@ -151,9 +152,13 @@ export function buildLmTrainingGraph(
   const { loss, count, correct } = g.scoped("loss", () => {
     const labels = g.input("labels", "int64", ["batch_size", "sequence_length"]);
     const V = config.vocabSize;
-    // Shift: position t predicts token t + 1; the last position predicts nothing.
-    const logits = g.reshape(g.slice(dec.logits, [0], [-1], [1]), [-1, V]);
-    const targets = g.reshape(g.slice(labels, [1], [Number.MAX_SAFE_INTEGER], [1]), [-1]);
+    // Shift: position t predicts token t + 1; the last position predicts nothing. The labels are
+    // shifted (an ignored label appended), not the logits: slicing the logits would copy them, and
+    // onnxruntime's WebGPU provider leaves that Slice on the CPU (a device → host copy of the logits).
+    const logits = g.reshape(dec.logits, [-1, V]);
+    const firstColumn = g.slice(labels, [0], [1], [1]);
+    const ignored = g.add(g.mul(firstColumn, g.constant(0, "int64", [])), g.constant(IGNORE_INDEX, "int64", []));
+    const targets = g.reshape(g.concat([g.slice(labels, [1], [Number.MAX_SAFE_INTEGER], [1]), ignored], 1), [-1]);
     const counted = g.op1("GreaterOrEqual", [targets, g.constant(0, "int64", [])]);
     const weights = g.cast(counted, "float32");
     const predicted = g.op1("ArgMax", [logits], { axis: -1, keepdims: 0 }, {
@@ -210,6 +215,8 @@ export interface LmTrainingModelOptions {
   device?: Device;
   /** Intra-op threads of the training sessions (default 1, see openGraphSession in runtime/session.ts). */
   threads?: number;
+  /** Profile the training session into files with this prefix (see runtime/placement.ts). */
+  profilePrefix?: string;
   dtype?: ComputeDType;
   /** How adapted W are held: "input" (default on CPU) or "baked" (default on a GPU). */
   weightLayout?: "input" | "baked";
@@ -248,7 +255,11 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
       : new CpuWeightState(layers, stateOpts);
     try {
       const { graph, io } = buildLmTrainingGraph(source, adapters, weights.layout, { dtype: opts.dtype });
-      const session = await TrainingSession.create(graph, io, weights, { device, threads: opts.threads });
+      const session = await TrainingSession.create(graph, io, weights, {
+        device,
+        threads: opts.threads,
+        profilePrefix: opts.profilePrefix,
+      });
       return new LmTrainingModel(source, adapters, weights, { ...opts, device }, session);
     } catch (e) {
       await weights.release();
