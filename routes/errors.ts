@@ -2,12 +2,14 @@
  * The HTTP side of the one error model (src/errors.ts): every domain error
  * is an `ApiError` that carries its status and envelope, so `toApiError` —
  * called once, by the app's `onError` — only answers it, turns Hono's own
- * HTTPExceptions into envelopes, and treats anything else as a bug (500).
+ * HTTPExceptions into envelopes, a full disk into a 507, and treats anything
+ * else as a bug (500).
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
+import { InsufficientStorageError, isDiskFull } from "../src/disk_space.ts";
 import { ApiError, type ErrorBody, type ErrorType } from "../src/errors.ts";
 
 export { ApiError, type ErrorBody, type ErrorType };
@@ -43,6 +45,8 @@ export function toApiError(err: unknown): ApiError {
     const status = err.status as ContentfulStatusCode;
     return new ApiError(status, err.message || "Bad request", status >= 500 ? "server_error" : "invalid_request_error");
   }
+  // A write nobody named the area of: still a full disk, not a bug.
+  if (isDiskFull(err)) return new InsufficientStorageError("data directory", { cause: err });
   return new ApiError(500, "Internal server error", "server_error");
 }
 

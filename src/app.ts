@@ -30,6 +30,7 @@ import { modelsRoutes } from "../routes/models.ts";
 import { requestLog, type RequestLogLine } from "../routes/request_log.ts";
 import { requestTextGuard } from "../routes/request_text.ts";
 import { storeApiError } from "../routes/store_errors.ts";
+import type { DiskSpace } from "./disk_space.ts";
 import { ServerMetrics } from "./serve/metrics.ts";
 
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -57,6 +58,8 @@ export interface AppDeps {
   coordinator?: AliasCoordinator;
   /** `/v1/versions` (mounted when given). */
   versions?: VersionService;
+  /** The data directory's filesystem: free space and disk pressure in /ready and /metrics. */
+  disk?: DiskSpace;
 }
 
 export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
@@ -116,7 +119,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     systemFingerprint: deps.systemFingerprint ?? "fp_scalora",
     timing: (model: string) => metrics.timing(model),
   };
-  app.route("/", healthRoutes({ ready: deps.ready, metrics }));
+  app.route("/", healthRoutes({ ready: deps.ready, metrics, disk: deps.disk }));
   app.route("/", modelsRoutes(deps.models));
   app.route("/", completionRoutes(ctx));
   app.route("/", chatRoutes(ctx));

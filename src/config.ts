@@ -3,6 +3,7 @@
  * Every variable is documented in README.md ("Configuration").
  */
 import { z } from "zod";
+import { DEFAULT_DISK_LOW_FREE_BYTES } from "./disk_space.ts";
 import { DEVICE_REQUESTS, type DeviceRequest } from "./runtime/device.ts";
 
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
@@ -21,6 +22,7 @@ const ConfigSchema = z.object({
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(4 * 1024 * 1024),
   REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
   MAX_UPLOAD_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_MAX_UPLOAD_BYTES),
+  DISK_LOW_FREE_BYTES: z.coerce.number().int().min(0).default(DEFAULT_DISK_LOW_FREE_BYTES),
 });
 
 export interface Config {
@@ -38,6 +40,8 @@ export interface Config {
   requestTimeoutMs: number | null;
   /** Largest accepted `/v1/files` upload. */
   maxUploadBytes: number;
+  /** Free space under DATA_DIR below this is "disk pressure" (/ready, /metrics); a paused-for-space job resumes above it. */
+  diskLowFreeBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -65,5 +69,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxBodyBytes: c.MAX_BODY_BYTES,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS ?? null,
     maxUploadBytes: c.MAX_UPLOAD_BYTES,
+    diskLowFreeBytes: c.DISK_LOW_FREE_BYTES,
   };
 }

@@ -8,6 +8,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../routes/app_env.ts";
 import { type AppDeps, buildApp } from "./app.ts";
 import type { Config } from "./config.ts";
+import { DiskSpace } from "./disk_space.ts";
 import { BaseModels } from "./registry/base_models.ts";
 import { AliasCoordinator } from "./registry/hot_swap.ts";
 import { ModelRegistry } from "./registry/model_registry.ts";
@@ -52,6 +53,7 @@ export async function createServices(
   console.log(JSON.stringify({ device, reason: choice.reason }));
 
   const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  const disk = new DiskSpace(config.dataDir, config.diskLowFreeBytes);
   const blobs = await BlobStore.open(join(config.dataDir, "files"));
   await blobs.sweepTemp(24 * 3600_000); // leftovers of uploads cut off by a crash
   const files = new FileService(store, blobs);
@@ -105,6 +107,7 @@ export async function createServices(
     coordinator,
     versions,
     logRequest: opts.logRequest,
+    disk,
   });
   return {
     app,

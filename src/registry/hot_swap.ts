@@ -14,6 +14,7 @@
  * serialized in this process; across replicas the store's last write wins
  * and reconciliation converges on it.
  */
+import { InsufficientStorageError } from "../disk_space.ts";
 import type { AliasHistoryEntry, AliasRecord, AliasTarget } from "../store/alias_queries.ts";
 import type { Page } from "../store/pagination.ts";
 import type { Store } from "../store/store.ts";
@@ -244,6 +245,7 @@ export class AliasCoordinator {
     } catch (e) {
       const reason = `load failed: ${errorText(e)}`;
       this.#record(name, action, origin, from, t.id, reason, null);
+      if (e instanceof InsufficientStorageError) throw e; // a 507 naming what filled, not "cannot be loaded"
       throw new RegistryError("load_failed", `${t.id} cannot be loaded for alias ${name}: ${errorText(e)}`, "target", {
         cause: e,
       });

@@ -10,6 +10,8 @@
  * Implements the routes' ModelResolver: resolve / list / loaded.
  */
 import type { ModelInfo, ModelResolver, ServedModel } from "../serve/model_resolver.ts";
+import { InsufficientStorageError, isDiskFull } from "../disk_space.ts";
+import { ApiError } from "../errors.ts";
 import { parameterCount } from "../model/layout.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { createEngine } from "../serve/batch_engine.ts";
@@ -170,6 +172,9 @@ export class ModelRegistry implements ModelResolver {
       const prepared = await this.bases.prepare(baseId);
       bytes = parameterCount(prepared.config) * DTYPE_BYTES[prepared.dtype];
     } catch (e) {
+      if (isDiskFull(e)) {
+        throw e instanceof ApiError ? e : new InsufficientStorageError("serving directories", { cause: e });
+      }
       throw new RegistryError("load_failed", `base model ${baseId} cannot be loaded: ${errorText(e)}`, "model", {
         cause: e,
       });
@@ -194,7 +199,8 @@ export class ModelRegistry implements ModelResolver {
       });
       return { engine, tokenizer: prepared.tokenizer };
     } catch (e) {
-      if (e instanceof RegistryError) throw e;
+      if (e instanceof RegistryError || e instanceof InsufficientStorageError) throw e;
+      if (isDiskFull(e)) throw new InsufficientStorageError("serving directories", { cause: e });
       throw new RegistryError("load_failed", `model ${target.id} cannot be loaded: ${errorText(e)}`, "model", {
         cause: e,
       });

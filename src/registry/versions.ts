@@ -8,6 +8,7 @@
  * delta returns the existing row; a different delta under a taken name is a
  * conflict.
  */
+import { onDiskFull } from "../disk_space.ts";
 import { weightLayout } from "../model/layout.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { StoreError } from "../store/errors.ts";
@@ -108,7 +109,10 @@ export class VersionService {
     } finally {
       ckpt.close();
     }
-    const written = await writeDeltaArtifact(this.dataDir, v.baseModel, v.deltas, { denseDtype: this.#denseDtype });
+    const written = await onDiskFull(
+      "versions",
+      () => writeDeltaArtifact(this.dataDir, v.baseModel, v.deltas, { denseDtype: this.#denseDtype }),
+    );
     const existing = await this.store.versions.find(v.name);
     if (existing) return this.#sameOrConflict(existing, written.hash, v.name);
     if (this.#compileOnCreate) await this.#compile(v.baseModel, written.hash);
@@ -195,13 +199,14 @@ export class VersionService {
     const artifact = await this.openArtifact(record);
     const ckpt = await this.bases.openCheckpoint(record.baseModel);
     try {
-      return await fullServingDir({
-        cacheRoot: `${this.dataDir}/compiled`,
-        baseDir: ckpt.dir,
-        dtype: this.bases.dtype,
-        hash: record.contentHash,
-        source: versionWeightSource(ckpt, artifact),
-      });
+      return await onDiskFull("serving directories", () =>
+        fullServingDir({
+          cacheRoot: `${this.dataDir}/compiled`,
+          baseDir: ckpt.dir,
+          dtype: this.bases.dtype,
+          hash: record.contentHash,
+          source: versionWeightSource(ckpt, artifact),
+        }));
     } finally {
       ckpt.close();
       artifact.close();
@@ -211,24 +216,26 @@ export class VersionService {
   /** The serving directory of a base model in the same (patched) form as its versions. */
   async baseServingDir(baseId: string): Promise<string> {
     const prepared = await this.bases.prepare(baseId);
-    return await patchedServingDir({
-      cacheRoot: `${this.dataDir}/compiled`,
-      baseCompiledDir: prepared.compiledDir,
-      dtype: prepared.dtype,
-      delta: null,
-    });
+    return await onDiskFull("serving directories", () =>
+      patchedServingDir({
+        cacheRoot: `${this.dataDir}/compiled`,
+        baseCompiledDir: prepared.compiledDir,
+        dtype: prepared.dtype,
+        delta: null,
+      }));
   }
 
   async #compile(baseModel: string, hash: string): Promise<string> {
     const prepared = await this.bases.prepare(baseModel);
     const artifact = await DeltaArtifact.open(`${this.dataDir}/versions/${hash}/${DELTA_FILE}`);
     try {
-      return await patchedServingDir({
-        cacheRoot: `${this.dataDir}/compiled`,
-        baseCompiledDir: prepared.compiledDir,
-        dtype: prepared.dtype,
-        delta: { artifact, hash },
-      });
+      return await onDiskFull("serving directories", () =>
+        patchedServingDir({
+          cacheRoot: `${this.dataDir}/compiled`,
+          baseCompiledDir: prepared.compiledDir,
+          dtype: prepared.dtype,
+          delta: { artifact, hash },
+        }));
     } finally {
       artifact.close();
     }
@@ -241,13 +248,14 @@ export class VersionService {
     const ckpt = await this.bases.openCheckpoint(record.baseModel);
     try {
       const suffix = format === "onnx" ? `onnx-${dtype}` : "hf";
-      return await exportVersionDirectory({
-        format,
-        dtype,
-        target: `${this.dataDir}/exports/${record.id}/${suffix}`,
-        ckpt,
-        source: versionWeightSource(ckpt, artifact),
-      });
+      return await onDiskFull("exports", () =>
+        exportVersionDirectory({
+          format,
+          dtype,
+          target: `${this.dataDir}/exports/${record.id}/${suffix}`,
+          ckpt,
+          source: versionWeightSource(ckpt, artifact),
+        }));
     } finally {
       ckpt.close();
       artifact.close();

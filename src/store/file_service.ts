@@ -12,6 +12,7 @@
  * the same bytes or a non-terminal job still needs it, and `collectGarbage`
  * (run after jobs end) removes blobs that became unreferenced later.
  */
+import { onDiskFull } from "../disk_space.ts";
 import { ApiError } from "../errors.ts";
 import { type BlobStore, BlobTooLargeError, type StagedBlob } from "./blob_store.ts";
 import type { FileListRequest, FilePurpose, FileRecord } from "./file_queries.ts";
@@ -96,7 +97,10 @@ export class FileService {
   async stage(content: AsyncIterable<Uint8Array>, maxBytes: number): Promise<StagedUpload> {
     const utf8 = new Utf8Check();
     try {
-      const blob = await this.blobs.stage(content, { maxBytes, inspect: (c) => utf8.push(c) });
+      const blob = await onDiskFull(
+        "files",
+        () => this.blobs.stage(content, { maxBytes, inspect: (c) => utf8.push(c) }),
+      );
       return { blob, utf8: utf8.finish() };
     } catch (e) {
       if (e instanceof BlobTooLargeError) {

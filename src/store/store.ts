@@ -3,12 +3,14 @@
  * PostgreSQL), applies migrations, and hands out typed query groups. Nothing
  * outside src/store/ sees SQL or drizzle.
  */
+import { InsufficientStorageError } from "../disk_space.ts";
 import { AliasQueries } from "./alias_queries.ts";
 import { CheckpointQueries } from "./checkpoint_queries.ts";
 import { type Backend, type Database, openDatabase } from "./database.ts";
 import { EventQueries } from "./event_queries.ts";
 import { FileQueries } from "./file_queries.ts";
 import { JobQueries } from "./job_queries.ts";
+import { sqlState } from "./pg_errors.ts";
 import { VersionQueries } from "./version_queries.ts";
 
 export interface StoreConfig {
@@ -38,18 +40,39 @@ export function databaseOf(store: Store): Database {
   return database;
 }
 
+/**
+ * The query group with every failed query whose database ran out of disk
+ * (SQLSTATE 53100, PostgreSQL and PGlite alike) reported as
+ * `InsufficientStorageError("database")`: a 507 naming the database.
+ */
+function reportDiskFull<T extends object>(queries: T): T {
+  return new Proxy(queries, {
+    get(target, prop) {
+      const member = Reflect.get(target, prop, target);
+      if (typeof member !== "function") return member;
+      return (...args: unknown[]) => {
+        const out = member.apply(target, args);
+        if (!(out instanceof Promise)) return out;
+        return out.catch((e: unknown) => {
+          throw sqlState(e) === "53100" ? new InsufficientStorageError("database", { cause: e }) : e;
+        });
+      };
+    },
+  });
+}
+
 export async function openStore(config: StoreConfig): Promise<Store> {
   const database = await openDatabase(config);
   const { db } = database;
   let closed: Promise<void> | null = null;
   const store: Store = {
     backend: database.backend,
-    files: new FileQueries(db),
-    jobs: new JobQueries(db),
-    events: new EventQueries(db),
-    checkpoints: new CheckpointQueries(db),
-    versions: new VersionQueries(db),
-    aliases: new AliasQueries(db, database.listen),
+    files: reportDiskFull(new FileQueries(db)),
+    jobs: reportDiskFull(new JobQueries(db)),
+    events: reportDiskFull(new EventQueries(db)),
+    checkpoints: reportDiskFull(new CheckpointQueries(db)),
+    versions: reportDiskFull(new VersionQueries(db)),
+    aliases: reportDiskFull(new AliasQueries(db, database.listen)),
     close: () => closed ??= database.close(),
   };
   databases.set(store, database);
