@@ -22,11 +22,12 @@
  * recorded lr (no grid), half the epochs, writing suite-quick.*: a smoke test
  * that fits in 10 minutes on 2 cores. The one-line summary is printed last.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { parseArgs } from "node:util";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { fineTune, type FineTuneOptions } from "../src/train/fine_tune.ts";
 import { effectiveRank } from "../src/train/linalg.ts";
-import type { LayerDelta } from "../src/registry/types.ts";
+import type { LayerDelta } from "../src/train/layer_delta.ts";
 import { lineChartSvg } from "./svg_plot.ts";
 import { datasetJsonl } from "./tasks/data.ts";
 import { pretrainedBase } from "./tasks/pretrain.ts";

@@ -28,7 +28,7 @@ import type { ModelConfig } from "../src/model/config.ts";
 import { BaseModels } from "../src/registry/base_models.ts";
 import { AliasCoordinator } from "../src/registry/hot_swap.ts";
 import { ModelRegistry } from "../src/registry/model_registry.ts";
-import type { LayerDelta } from "../src/registry/types.ts";
+import type { LayerDelta } from "../src/train/layer_delta.ts";
 import { type CompileMode, versionMetadata, VersionService } from "../src/registry/versions.ts";
 import { openStore, type Store } from "../src/store/store.ts";
 

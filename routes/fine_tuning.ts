@@ -2,7 +2,7 @@
  * OpenAI `/v1/fine_tuning/jobs`: create, list, retrieve, cancel, pause,
  * resume, events (a page, or with `stream=true` a live SSE stream that ends
  * when the job is terminal), and checkpoints. The domain lives in
- * src/train/fine_tuning_service.ts; this file checks shapes and renders.
+ * src/jobs/fine_tuning_service.ts; this file checks shapes and renders.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
@@ -23,8 +23,8 @@ import {
 import { errorResponses } from "./openapi_common.ts";
 import { ErrorSchema } from "./schemas.ts";
 import { storeApiError } from "./store_errors.ts";
-import type { WatchItem } from "../src/train/job_events.ts";
-import { FineTuningError, type FineTuningService } from "../src/train/fine_tuning_service.ts";
+import type { WatchItem } from "../src/jobs/job_events.ts";
+import { FineTuningError, type FineTuningService } from "../src/jobs/fine_tuning_service.ts";
 
 export interface FineTuningDeps {
   service: FineTuningService;

@@ -15,7 +15,7 @@ import {
   parseStoredMethod,
   type Scaling,
   SCALINGS,
-} from "../src/train/job_spec.ts";
+} from "../src/jobs/job_spec.ts";
 import { TARGET_MODULES } from "../src/train/lm_training_graph.ts";
 
 const int = (min: number, max: number) =>

@@ -23,7 +23,7 @@ import { fineTuningRoutes } from "../routes/fine_tuning.ts";
 import { versionsRoutes } from "../routes/versions.ts";
 import type { AliasCoordinator } from "./registry/hot_swap.ts";
 import type { VersionService } from "./registry/versions.ts";
-import type { FineTuningService } from "./train/fine_tuning_service.ts";
+import type { FineTuningService } from "./jobs/fine_tuning_service.ts";
 import { healthRoutes } from "../routes/health.ts";
 import type { ModelResolver } from "./serve/model_resolver.ts";
 import { modelsRoutes } from "../routes/models.ts";

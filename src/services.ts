@@ -19,7 +19,7 @@ import { chooseDevice, type Device } from "./runtime/device.ts";
 import { BlobStore } from "./store/blob_store.ts";
 import { FileService } from "./store/file_service.ts";
 import { openStore, type Store } from "./store/store.ts";
-import { createFineTuning, type FineTuning } from "./train/fine_tuning_setup.ts";
+import { createFineTuning, type FineTuning } from "./jobs/fine_tuning_setup.ts";
 
 const DTYPES = { fp32: "float32", fp16: "float16", bf16: "bfloat16" } as const;
 

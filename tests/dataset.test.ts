@@ -15,7 +15,8 @@ import {
   type TokenizedExample,
   validateJsonl,
 } from "../src/train/dataset.ts";
-import { DATASET_ERROR_CODES, formatIssue, jobErrorFromIssues } from "../src/train/dataset_errors.ts";
+import { DATASET_ERROR_CODES, formatIssue } from "../src/train/dataset_errors.ts";
+import { jobErrorFromIssues } from "../src/jobs/job_validation.ts";
 
 const tempDirs: string[] = [];
 globalThis.addEventListener("unload", () => {

@@ -11,7 +11,7 @@ import { Rng } from "../src/model/rng.ts";
 import { openSafetensors } from "../src/model/safetensors.ts";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { loadTokenizer } from "../src/model/tokenizer.ts";
-import type { LayerDelta } from "../src/registry/types.ts";
+import type { LayerDelta } from "../src/train/layer_delta.ts";
 import { collate } from "../src/train/batching.ts";
 import { validateJsonl } from "../src/train/dataset.ts";
 import {
@@ -180,7 +180,7 @@ Deno.test("deltas applied to the base reproduce the trained effective weights (f
     ["step-00000015", "step-00000020"],
   );
   assert.equal(checkpoints[3].metrics.step, 20);
-  assert.equal(checkpoints[3].metrics.valid_loss, result.finalValidLoss);
+  assert.equal(checkpoints[3].metrics.validLoss, result.finalValidLoss);
 });
 
 Deno.test("the merged model directory loads and computes the trained model's logits and validation loss", async () => {

@@ -13,8 +13,8 @@ import type { FilePurpose, FileRecord } from "../src/store/file_queries.ts";
 import { FileService } from "../src/store/file_service.ts";
 import { BlobStore } from "../src/store/blob_store.ts";
 import { openStore } from "../src/store/store.ts";
-import { FineTuningService } from "../src/train/fine_tuning_service.ts";
-import { BASE_LEARNING_RATE } from "../src/train/job_spec.ts";
+import { FineTuningService } from "../src/jobs/fine_tuning_service.ts";
+import { BASE_LEARNING_RATE } from "../src/jobs/job_spec.ts";
 import {
   baseModels,
   facts,
@@ -397,7 +397,7 @@ Deno.test("fine-tuning API", async (t) => {
         created_at: data[0].created_at,
         fine_tuned_model_checkpoint: `${ft}:ckpt-step-6`,
         step_number: 6,
-        metrics: { step: 6, train_loss: 1 / 6 },
+        metrics: { step: 6, train_loss: 1 / 6, train_mean_token_accuracy: 0.5, trained_tokens: 60 },
         fine_tuning_job_id: id,
       });
       assert.equal(sink.versions.get(`${ft}:ckpt-step-3`)?.kind, "checkpoint");

@@ -16,7 +16,7 @@ import { buildApp } from "../src/app.ts";
 import { RegistryError } from "../src/registry/errors.ts";
 import { AliasCoordinator, type AliasEvent, rollbackTarget } from "../src/registry/hot_swap.ts";
 import { ModelRegistry } from "../src/registry/model_registry.ts";
-import type { LayerDelta } from "../src/registry/types.ts";
+import type { LayerDelta } from "../src/train/layer_delta.ts";
 import type { Store } from "../src/store/store.ts";
 import {
   openRegistryFixture,

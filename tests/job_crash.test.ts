@@ -7,7 +7,7 @@
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { fineTune } from "../src/train/fine_tune.ts";
-import { resolveHyperparameters, trainOptions } from "../src/train/job_spec.ts";
+import { resolveHyperparameters, trainOptions } from "../src/jobs/job_spec.ts";
 import { DirectoryVersionSink } from "./helpers/directory_version_sink.ts";
 import { deltaDifference, facts, tinyModel, waitFor } from "./helpers/fine_tuning.ts";
 

@@ -6,14 +6,14 @@
  */
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
-import type { LayerDelta } from "../src/registry/types.ts";
+import type { LayerDelta } from "../src/train/layer_delta.ts";
 import type { JobRecord } from "../src/store/job_queries.ts";
 import { openStore } from "../src/store/store.ts";
-import type { CreateJobInput } from "../src/train/fine_tuning_service.ts";
-import { JobRunner } from "../src/train/job_runner.ts";
-import { resolveHyperparameters, storedMethod } from "../src/train/job_spec.ts";
-import type { TrainEvent } from "../src/train/job_worker_protocol.ts";
-import { type TrainingBackend, WorkerBackend } from "../src/train/training_backend.ts";
+import type { CreateJobInput } from "../src/jobs/fine_tuning_service.ts";
+import { JobRunner } from "../src/jobs/job_runner.ts";
+import { resolveHyperparameters, storedMethod } from "../src/jobs/job_spec.ts";
+import type { TrainEvent } from "../src/jobs/job_worker_protocol.ts";
+import { type TrainingBackend, WorkerBackend } from "../src/jobs/training_backend.ts";
 import {
   baseModels,
   deltaDifference,

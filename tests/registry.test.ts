@@ -14,7 +14,7 @@ import { servingModelPath } from "../src/model/serving_graph.ts";
 import { configureTransformersOffline } from "../src/model/tokenizer.ts";
 import { chooseFormat, concatFactors } from "../src/registry/delta_codec.ts";
 import { RegistryError, type RegistryErrorCode } from "../src/registry/errors.ts";
-import type { LayerDelta } from "../src/registry/types.ts";
+import type { LayerDelta } from "../src/train/layer_delta.ts";
 import { versionWeightSource } from "../src/registry/version_source.ts";
 import { createSession } from "../src/runtime/session.ts";
 import { CausalLM } from "../src/runtime/causal_lm.ts";

@@ -10,7 +10,7 @@ import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or tran
 import assert from "node:assert/strict";
 import { Rng } from "../src/model/rng.ts";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
-import type { LayerDelta } from "../src/registry/types.ts";
+import type { LayerDelta } from "../src/train/layer_delta.ts";
 import { fineTune, type FineTuneOptions } from "../src/train/fine_tune.ts";
 import { openRegistryFixture, randomDeltas, type RegistryFixture } from "./helpers/registry_fixtures.ts";
 import { webgpuTest } from "./helpers/webgpu.ts";

@@ -48,7 +48,7 @@ export class BaseModels {
     return this.#specs.has(id);
   }
 
-  /** The source of a registered base id, else null (the job runner's BaseModels contract). */
+  /** The source of a registered base id, else null (the job service's BaseModelLookup port). */
   resolve(id: string): string | null {
     return this.#specs.get(id) ?? null;
   }

@@ -21,7 +21,7 @@ import {
   weightName,
 } from "./delta_codec.ts";
 import { RegistryError } from "./errors.ts";
-import type { LayerDelta } from "./types.ts";
+import type { LayerDelta } from "../train/layer_delta.ts";
 import { pathExists } from "../path_checks.ts";
 
 export const DELTA_FILE = "delta.safetensors";

@@ -8,7 +8,7 @@
  */
 import type { TensorSpec } from "../model/layout.ts";
 import { RegistryError } from "./errors.ts";
-import type { LayerDelta } from "./types.ts";
+import type { LayerDelta } from "../train/layer_delta.ts";
 
 export type LayerFormat = "lowrank" | "dense";
 

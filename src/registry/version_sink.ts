@@ -1,7 +1,8 @@
 /**
- * The job runner's view of the registry (its `VersionSink`): record a version
- * when a job reaches a checkpoint or succeeds, promote an alias to it, and
- * tell a resumed job which versions already exist.
+ * The registry behind the job service's `VersionSink` port
+ * (src/jobs/ports.ts): record a version when a job reaches a checkpoint or
+ * succeeds, promote an alias to it, and tell a resumed job which versions
+ * already exist.
  *
  * A final version is compiled inside createVersion (so before the job reports
  * success); with `warm` its engine is also loaded and validated, so a later

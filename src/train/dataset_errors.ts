@@ -69,23 +69,10 @@ export function formatIssue(issue: DatasetIssue): string {
   return `${where}: [${issue.code}] ${issue.message}${param}`;
 }
 
-/** The fine-tuning job's `error` object when a file fails validation (OpenAI shape: code, message, param). */
-export interface JobError {
-  code: string;
-  message: string;
-  param: string | null;
-}
-
-/**
- * The job error for a failed file: the first issue's code, a message naming
- * its line (and how many more there are), and `param` = which file.
- */
-export function jobErrorFromIssues(
-  issues: readonly DatasetIssue[],
-  file: "training_file" | "validation_file",
-): JobError | null {
-  if (issues.length === 0) return null;
-  const first = issues[0];
-  const more = issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? "s" : ""})` : "";
-  return { code: first.code, message: `${file}: ${formatIssue(first)}${more}`, param: file };
+/** Validation failed before training; `issues` lists every bad line of `file`. */
+export class DatasetInvalidError extends Error {
+  override name = "DatasetInvalidError";
+  constructor(readonly issues: DatasetIssue[], readonly file: "training_file" | "validation_file") {
+    super(`${file}: ${issues.length} problem${issues.length === 1 ? "" : "s"} (first: line ${issues[0]?.line})`);
+  }
 }

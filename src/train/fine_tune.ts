@@ -1,9 +1,11 @@
 /**
- * The fine-tuning pipeline (CLI `deno task train` and the job runner):
- * open the model and tokenizer → validate + tokenize the JSONL files (bad
- * lines: DatasetInvalidError, before any session is opened) → split →
- * LM training model with recorded merges → Trainer steps with metrics events,
- * periodic validation and checkpoints → deltas (W_final − W_base per layer).
+ * The fine-tuning pipeline (CLI `deno task train` and the job worker):
+ * open the model and tokenizer → prepare the data (fine_tune_data.ts: validate
+ * and tokenize the JSONL files, bad lines fail with DatasetInvalidError before
+ * any session is opened; split; batches) → the training phase
+ * (fine_tune_run.ts: LM training model with recorded merges, resume, Trainer
+ * steps with metrics events, periodic validation and checkpoints) → deltas
+ * (W_final − W_base per layer).
  *
  * Checkpoints (`<checkpointDir>/step-NNNNNNNN/`, fine_tune_checkpoints.ts)
  * hold the full trainer state including the merge log, so `resume: true`
@@ -14,29 +16,20 @@
  * a checkpoint (no event: it is a pause point, not a published checkpoint)
  * and throws FineTuneAborted.
  */
-import { z } from "zod";
-import { type Device, DEVICES } from "../runtime/device.ts";
 import { openCheckpoint } from "../model/checkpoint.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
-import type { LayerDelta } from "../registry/types.ts";
-import { type LmBatch, LmBatchSource, makeBatches } from "./batching.ts";
-import { type DatasetIssue, splitTrainValidation, type TokenizedExample, validateJsonl } from "./dataset.ts";
-import {
-  FineTuneCheckpointError,
-  fingerprint,
-  listCheckpoints,
-  pruneCheckpoints,
-  readFineTuneState,
-  stepDir,
-  writeFineTuneState,
-} from "./fine_tune_checkpoints.ts";
-import { LmTrainingModel, TARGET_MODULES } from "./lm_training_graph.ts";
-import type { LipschitzRule } from "./lipschitz.ts";
-import { deltasOf, RecordingModel } from "./merge_log.ts";
-import { loadTrainingCheckpoint, saveTrainingCheckpoint } from "./train_checkpoint.ts";
-import { type StepReport, Trainer, type TrainerConfig } from "./trainer.ts";
-import type { BatchSource, DataPosition } from "./types.ts";
+import type { Device } from "../runtime/device.ts";
+import { fingerprint } from "./fine_tune_checkpoints.ts";
+import { type FineTuneConfig, parseFineTuneOptions, TRAJECTORY_KEYS } from "./fine_tune_config.ts";
+import { prepareData } from "./fine_tune_data.ts";
+import { type CheckpointMetrics, FineTuneRun } from "./fine_tune_run.ts";
+import type { LayerDelta } from "./layer_delta.ts";
 
+// The pipeline's public surface: the CLI and the job worker import these from here.
+export { DatasetInvalidError } from "./dataset_errors.ts";
+export { FineTuneCheckpointError } from "./fine_tune_checkpoints.ts";
+export { FineTuneOptionsError } from "./fine_tune_config.ts";
+export { type CheckpointMetrics, FineTuneAborted } from "./fine_tune_run.ts";
 export { writeMergedModel } from "./merged_model.ts";
 export type { MergedModelOptions } from "./merged_model.ts";
 
@@ -119,7 +112,7 @@ export type FineTuneEvent =
     type: "checkpoint";
     step: number;
     dir: string;
-    metrics: Record<string, unknown>;
+    metrics: CheckpointMetrics;
     /** The deltas as of this checkpoint (callable any time later). */
     deltas: () => Promise<LayerDelta[]>;
   };
@@ -133,346 +126,55 @@ export interface FineTuneResult {
   deltas: LayerDelta[];
 }
 
-/** Validation failed before training; `issues` lists every bad line of `file`. */
-export class DatasetInvalidError extends Error {
-  override name = "DatasetInvalidError";
-  constructor(readonly issues: DatasetIssue[], readonly file: "training_file" | "validation_file") {
-    super(`${file}: ${issues.length} problem${issues.length === 1 ? "" : "s"} (first: line ${issues[0]?.line})`);
-  }
-}
-
-export class FineTuneOptionsError extends Error {
-  override name = "FineTuneOptionsError";
-}
-
-/** The signal fired; `checkpoint` is where the state was saved (null if nothing new to save or saving failed). */
-export class FineTuneAborted extends Error {
-  override name = "FineTuneAborted";
-  constructor(readonly step: number, readonly checkpoint: string | null, readonly reason: unknown) {
-    super(`fine-tuning stopped at step ${step}${checkpoint ? ` (checkpoint ${checkpoint})` : ""}`);
-  }
-}
-
-export { FineTuneCheckpointError };
-
-const OptionsSchema = z.object({
-  model: z.string().min(1),
-  dataDir: z.string().min(1).default("./data"),
-  trainText: z.string(),
-  validationText: z.string().optional(),
-  method: z.enum(["lora", "scalora", "scalora-scalar"]),
-  rank: z.number().int().min(1),
-  alpha: z.number().positive(),
-  rsLora: z.boolean().default(false),
-  interval: z.number().int().min(1),
-  lipschitz: z.union([
-    z.number().positive(),
-    z.literal("auto"),
-    z.object({ factorScale: z.number().positive().optional(), minFactorToStep: z.number().positive().optional() })
-      .strict(),
-  ]).default("auto"),
-  targetModules: z.array(z.enum(TARGET_MODULES)).min(1).default([...TARGET_MODULES]),
-  epochs: z.number().int().min(1),
-  batchSize: z.number().int().min(1),
-  learningRate: z.number().positive(),
-  warmupRatio: z.number().min(0).max(1).default(0),
-  schedule: z.enum(["linear", "cosine", "constant"]).default("linear"),
-  maxGradNorm: z.number().min(0).default(1),
-  gradientAccumulation: z.number().int().min(1).default(1),
-  maxLength: z.number().int().min(2),
-  seed: z.number().int(),
-  validationFraction: z.number().min(0).max(0.9).default(0),
-  checkpointDir: z.string().min(1),
-  checkpointEvery: z.number().int().min(0),
-  resume: z.boolean().default(false),
-  device: z.enum(DEVICES).default("cpu"),
-  threads: z.number().int().min(1).optional(),
-  weightDecay: z.number().min(0).default(0),
-  evalEvery: z.number().int().min(0).optional(),
-  keepCheckpoints: z.number().int().min(1).default(2),
-});
-type Parsed = z.output<typeof OptionsSchema>;
-
-function parseOptions(opts: FineTuneOptions): Parsed {
-  const { onEvent: _e, signal: _s, ...rest } = opts;
-  const r = OptionsSchema.safeParse(rest);
-  if (!r.success) {
-    const first = r.error.issues[0];
-    throw new FineTuneOptionsError(`invalid fine-tuning option ${first.path.join(".")}: ${first.message}`);
-  }
-  return r.data;
-}
-
-/** The trainer configuration a run's options imply. */
-function trainerConfig(o: Parsed, totalSteps: number): TrainerConfig {
-  const l = o.lipschitz;
-  const lipschitz: LipschitzRule = l === "auto"
-    ? { kind: "auto" }
-    : typeof l === "number"
-    ? { kind: "fixed", L: l }
-    : { kind: "auto", ...l };
-  return {
-    mode: o.method,
-    interval: o.interval,
-    lipschitz,
-    optimizer: { lr: o.learningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: o.weightDecay },
-    schedule: { decay: o.schedule, warmupSteps: Math.round(o.warmupRatio * totalSteps), totalSteps },
-    maxGradNorm: o.maxGradNorm,
-    accumulationSteps: o.gradientAccumulation,
-    seed: o.seed,
-    init: { kind: "kaiming-uniform" },
-  };
-}
-
-/** Counts the tokens of the batches the trainer takes (tokens/s, trained tokens). */
-class CountingSource implements BatchSource<LmBatch> {
-  tokens = 0;
-  constructor(readonly inner: LmBatchSource) {}
-  next(): LmBatch {
-    const b = this.inner.next();
-    this.tokens += b.tokens;
-    return b;
-  }
-  position(): DataPosition {
-    return this.inner.position();
-  }
-  seek(p: DataPosition): void {
-    this.inner.seek(p);
-  }
-}
-
 export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
-  const o = parseOptions(opts);
+  const { onEvent, signal, ...options } = opts;
+  const o = parseFineTuneOptions(options);
   const emit = async (e: FineTuneEvent) => {
-    await opts.onEvent?.(e);
+    await onEvent?.(e);
   };
   const info = (message: string) => emit({ type: "message", level: "info", message });
-  const threads = o.threads ?? navigator.hardwareConcurrency;
 
   const ckpt = await openCheckpoint(o.model, { cacheDir: `${o.dataDir}/hub` });
   try {
-    const tokenizer = await loadTokenizer(ckpt.dir);
-    const validate = (text: string, file: "training_file" | "validation_file") => {
-      const r = validateJsonl(text, { tokenizer, maxLength: o.maxLength });
-      if (r.errors.length) throw new DatasetInvalidError(r.errors, file);
-      return r;
-    };
-    const trainSet = validate(o.trainText, "training_file");
-    const validSet = o.validationText === undefined ? undefined : validate(o.validationText, "validation_file");
-    const { train, validation } = splitTrainValidation<TokenizedExample>(trainSet.examples, {
-      seed: o.seed,
-      validationFraction: o.validationFraction,
-      validation: validSet?.examples,
-    });
-    const truncated = train.filter((e) => e.truncated).length + validation.filter((e) => e.truncated).length;
-    if (truncated) {
+    const data = prepareData(await loadTokenizer(ckpt.dir), ckpt.config.eosTokenIds[0] ?? 0, o);
+    const { train, validation, totalSteps, batchesPerEpoch } = data;
+    if (data.truncated) {
       await emit({
         type: "message",
         level: "warn",
-        message: `${truncated} example(s) longer than ${o.maxLength} tokens were truncated`,
+        message: `${data.truncated} example(s) longer than ${o.maxLength} tokens were truncated`,
       });
     }
-
-    const padTokenId = ckpt.config.eosTokenIds[0] ?? 0;
-    const collateOpts = { padTokenId, padToMultipleOf: 8 };
-    const source = new CountingSource(new LmBatchSource(train, { batchSize: o.batchSize, seed: o.seed }, collateOpts));
-    const batchesPerEpoch = source.inner.batchesIn(0);
-    const totalSteps = Math.max(1, Math.floor(o.epochs * batchesPerEpoch / o.gradientAccumulation));
-    // Validation batches sorted by length (one bucket), so they pad little.
-    const validBatches = validation.length
-      ? makeBatches(validation, { batchSize: o.batchSize, seed: o.seed, bucketBatches: 1 << 20 }, collateOpts)
-      : [];
     await info(
       `data: ${train.length} training examples (${sum(train, (e) => e.trainableTokens)} trainable tokens), ` +
         `${validation.length} validation; ${totalSteps} steps (${o.epochs} epoch(s) x ${batchesPerEpoch} batches` +
         `${o.gradientAccumulation > 1 ? ` / ${o.gradientAccumulation} accumulated` : ""})`,
     );
-
-    // What determines the trajectory (not where it is saved, how often, or on how many threads).
-    const runId = await fingerprint({
-      config: ckpt.rawConfig,
-      train: await fingerprint(o.trainText),
-      validation: o.validationText === undefined ? null : await fingerprint(o.validationText),
-      ...pick(o, TRAJECTORY_KEYS),
-    });
-
-    const inner = await LmTrainingModel.create(ckpt, {
-      rank: o.rank,
-      alpha: o.alpha,
-      rsLora: o.rsLora,
-      targetModules: o.targetModules,
-    }, { device: o.device, threads });
-    const model = new RecordingModel(inner, { device: o.device, threads });
-    let trainer: Trainer<LmBatch>;
-    try {
-      trainer = new Trainer(model, source, trainerConfig(o, totalSteps), { device: o.device, threads });
-    } catch (e) {
-      await model.release();
-      throw e;
-    }
+    const run = await FineTuneRun.open(ckpt, o, data, await trajectoryId(ckpt.rawConfig, o), emit);
     try {
       await info(
         `model: ${ckpt.config.architecture}, ${ckpt.config.numLayers} layers; ${o.method} r=${o.rank} ` +
-          `alpha=${o.alpha} on ${model.adapters.length} linear layers` +
+          `alpha=${o.alpha} on ${run.model.adapters.length} linear layers` +
           (o.method === "lora" ? "" : `, interval ${o.interval}, L ${JSON.stringify(o.lipschitz)}`),
       );
-      let trainedTokens = 0, lastLoss: number | null = null, lastSaved = -1;
-      if (o.resume) {
-        const latest = (await listCheckpoints(o.checkpointDir)).at(-1);
-        if (latest) {
-          const state = await readFineTuneState(latest.dir);
-          if (state.fingerprint !== runId) {
-            throw new FineTuneCheckpointError(
-              `${latest.dir} belongs to another run (different data, model or hyper-parameters): cannot resume`,
-            );
-          }
-          await loadTrainingCheckpoint(trainer, latest.dir);
-          trainedTokens = state.trainedTokens;
-          lastLoss = state.lastTrainLoss;
-          lastSaved = state.step;
-          await info(`resumed from step ${state.step} (${latest.dir})`);
-        } else {
-          await info(`no checkpoint in ${o.checkpointDir}: starting from scratch`);
-        }
-      }
-
-      const evalEvery = o.evalEvery ?? o.checkpointEvery;
-      const evaluate = async () => {
-        if (!validBatches.length) return undefined;
-        const r = await trainer.evaluate(validBatches);
-        return { loss: r.loss, accuracy: r.count ? (r.correct ?? 0) / r.count : 0 };
-      };
-      const save = async (metrics: Record<string, unknown>): Promise<string> => {
-        const dir = stepDir(o.checkpointDir, trainer.step);
-        await Deno.mkdir(o.checkpointDir, { recursive: true });
-        await saveTrainingCheckpoint(trainer, dir);
-        await writeFineTuneState(dir, {
-          fingerprint: runId,
-          step: trainer.step,
-          totalSteps,
-          trainedTokens,
-          lastTrainLoss: lastLoss,
-          metrics,
-        });
-        lastSaved = trainer.step;
-        await pruneCheckpoints(o.checkpointDir, o.keepCheckpoints);
-        return dir;
-      };
-
-      // Pause/cancel: save what is not saved yet, then report where.
-      const abort = async (reason: unknown): Promise<FineTuneAborted> => {
-        let dir: string | null = null;
-        if (trainer.step > lastSaved && trainer.step > 0) {
-          try {
-            dir = await save({ step: trainer.step, train_loss: lastLoss, trained_tokens: trainedTokens });
-          } catch (e) {
-            await emit({
-              type: "message",
-              level: "error",
-              message: `could not write a checkpoint at step ${trainer.step}: ${e instanceof Error ? e.message : e}`,
-            });
-          }
-        } else if (trainer.step > 0) {
-          dir = stepDir(o.checkpointDir, trainer.step);
-        }
-        return new FineTuneAborted(trainer.step, dir, reason);
-      };
-
-      let finalValid: { loss: number; accuracy: number } | undefined;
-      while (trainer.step < totalSteps) {
-        if (opts.signal?.aborted) throw await abort(opts.signal.reason);
-        const t0 = performance.now(), tokens0 = source.tokens;
-        const rep: StepReport = await trainer.trainStep();
-        const seconds = (performance.now() - t0) / 1000;
-        trainedTokens += source.tokens - tokens0;
-        lastLoss = rep.loss;
-        const step = trainer.step, last = step === totalSteps;
-        const valid = last || (evalEvery > 0 && step % evalEvery === 0) ? await evaluate() : undefined;
-        if (last) finalValid = valid;
-        const accuracy = rep.count ? (rep.correct ?? 0) / rep.count : 0;
-        await emit({
-          type: "metrics",
-          step,
-          totalSteps,
-          epoch: source.position().epoch + 1,
-          trainLoss: rep.loss,
-          tokenAccuracy: accuracy,
-          ...(valid ? { validLoss: valid.loss, validTokenAccuracy: valid.accuracy } : {}),
-          tokensPerSecond: (source.tokens - tokens0) / seconds,
-          learningRate: rep.lr,
-          ...(rep.scaling && rep.scaling.scaled > 0
-            ? { scaling: { columnwiseShare: rep.scaling.columnwiseShare, meanAlphaBeta: rep.scaling.meanAlphaBeta } }
-            : {}),
-        });
-        if (last || (o.checkpointEvery > 0 && step % o.checkpointEvery === 0)) {
-          const metrics: Record<string, unknown> = {
-            step,
-            train_loss: rep.loss,
-            train_mean_token_accuracy: accuracy,
-            trained_tokens: trainedTokens,
-            ...(valid
-              ? {
-                valid_loss: valid.loss,
-                valid_mean_token_accuracy: valid.accuracy,
-                full_valid_loss: valid.loss,
-                full_valid_mean_token_accuracy: valid.accuracy,
-              }
-              : {}),
-          };
-          const dir = await save(metrics);
-          const view = model.weights.view();
-          const factors = new Map([...trainer.factors].map(([k, f]) => [k, { A: f.A.slice(), B: f.B.slice() }]));
-          await emit({
-            type: "checkpoint",
-            step,
-            dir,
-            metrics,
-            deltas: () => Promise.resolve(deltasOf(view, model.adapters, factors)),
-          });
-        }
-      }
-      if (lastLoss === null) throw new FineTuneCheckpointError("the run ended without a training step");
-      finalValid ??= await evaluate();
-      await info(`done: ${trainer.step} steps, ${trainedTokens} tokens, final train loss ${lastLoss.toFixed(4)}`);
-      return {
-        steps: trainer.step,
-        trainedTokens,
-        finalTrainLoss: lastLoss,
-        ...(finalValid ? { finalValidLoss: finalValid.loss } : {}),
-        deltas: deltasOf(model.weights.view(), model.adapters, trainer.factors),
-      };
+      if (o.resume) await run.resume();
+      return await run.train(signal);
     } finally {
-      await trainer.release();
-      await model.release();
+      await run.release();
     }
   } finally {
     ckpt.close();
   }
 }
 
-const TRAJECTORY_KEYS = [
-  "method",
-  "rank",
-  "alpha",
-  "rsLora",
-  "interval",
-  "lipschitz",
-  "targetModules",
-  "epochs",
-  "batchSize",
-  "learningRate",
-  "warmupRatio",
-  "schedule",
-  "maxGradNorm",
-  "gradientAccumulation",
-  "maxLength",
-  "seed",
-  "validationFraction",
-  "weightDecay",
-] as const satisfies readonly (keyof Parsed)[];
-
-function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Pick<T, K> {
-  return Object.fromEntries(keys.map((k) => [k, o[k]])) as Pick<T, K>;
+/** What determines the trajectory: the model, the data and the trajectory options (see TRAJECTORY_KEYS). */
+async function trajectoryId(modelConfig: unknown, o: FineTuneConfig): Promise<string> {
+  return await fingerprint({
+    config: modelConfig,
+    train: await fingerprint(o.trainText),
+    validation: o.validationText === undefined ? null : await fingerprint(o.validationText),
+    ...Object.fromEntries(TRAJECTORY_KEYS.map((k) => [k, o[k]])),
+  });
 }
 
 function sum<T>(xs: readonly T[], f: (x: T) => number): number {

@@ -12,7 +12,7 @@
  * (Merge kernel), exported as one exact term of rank min(m, n) (D·I or I·Dᵀ).
  */
 import { MergeKernel } from "../../kernels/merge.ts";
-import type { LayerDelta, LowRankTerm } from "../registry/types.ts";
+import type { LayerDelta, LowRankTerm } from "./layer_delta.ts";
 import type { Device } from "../runtime/session.ts";
 import type {
   AdapterFactors,

@@ -13,7 +13,7 @@ import { MergeKernel } from "../../kernels/merge.ts";
 import { type Checkpoint, openCheckpoint } from "../model/checkpoint.ts";
 import type { FloatDtype, TensorToWrite } from "../model/safetensors.ts";
 import { writeSafetensors } from "../model/safetensors.ts";
-import type { LayerDelta } from "../registry/types.ts";
+import type { LayerDelta } from "./layer_delta.ts";
 import type { Device } from "../runtime/session.ts";
 import { concatTerms } from "./merge_log.ts";
 

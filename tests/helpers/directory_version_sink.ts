@@ -3,8 +3,9 @@
  * so a test can read what a server process registered, even after killing it.
  * Writes are atomic (temp file + rename): a kill -9 leaves whole files only.
  */
-import type { LayerDelta, NewVersion } from "../../src/registry/types.ts";
-import type { VersionSink } from "../../src/train/job_runner.ts";
+import type { NewVersion } from "../../src/registry/types.ts";
+import type { LayerDelta } from "../../src/train/layer_delta.ts";
+import type { VersionSink } from "../../src/jobs/ports.ts";
 
 interface StoredVersion extends Omit<NewVersion, "deltas"> {
   deltas: { name: string; m: number; n: number; terms: { k: number; U: number[]; V: number[] }[] }[];

@@ -10,25 +10,27 @@ import { filesRoutes } from "../../routes/files.ts";
 import { fineTuningApiError, fineTuningRoutes } from "../../routes/fine_tuning.ts";
 import { Rng } from "../../src/model/rng.ts";
 import { generateTinyModel } from "../../src/model/tiny_model.ts";
-import type { LayerDelta, NewVersion } from "../../src/registry/types.ts";
+import type { NewVersion } from "../../src/registry/types.ts";
+import type { LayerDelta } from "../../src/train/layer_delta.ts";
 import { BlobStore } from "../../src/store/blob_store.ts";
 import { FileService } from "../../src/store/file_service.ts";
 import type { JobRecord } from "../../src/store/job_queries.ts";
 import type { Store } from "../../src/store/store.ts";
-import { createFineTuning } from "../../src/train/fine_tuning_setup.ts";
-import type { FineTuningService } from "../../src/train/fine_tuning_service.ts";
-import type { JobJournal } from "../../src/train/job_events.ts";
-import type { BaseModels, JobRunner, JobRunnerOptions, VersionSink } from "../../src/train/job_runner.ts";
-import type { TrainOptions } from "../../src/train/job_spec.ts";
-import { validateJobFiles } from "../../src/train/job_validation.ts";
+import { createFineTuning } from "../../src/jobs/fine_tuning_setup.ts";
+import type { FineTuningService } from "../../src/jobs/fine_tuning_service.ts";
+import type { JobJournal } from "../../src/jobs/job_events.ts";
+import type { JobRunner, JobRunnerOptions } from "../../src/jobs/job_runner.ts";
+import type { BaseModelLookup, VersionSink } from "../../src/jobs/ports.ts";
+import type { TrainOptions } from "../../src/jobs/job_spec.ts";
+import { validateJobFiles } from "../../src/jobs/job_validation.ts";
 import type {
   JobFailure,
   TrainEvent,
   TrainOutcome,
   ValidateOutcome,
   ValidateRequest,
-} from "../../src/train/job_worker_protocol.ts";
-import type { TrainingBackend, TrainingRun } from "../../src/train/training_backend.ts";
+} from "../../src/jobs/job_worker_protocol.ts";
+import type { TrainingBackend, TrainingRun } from "../../src/jobs/training_backend.ts";
 
 /** A generated tiny Llama with a bytes tokenizer (no chat template: data is prompt/completion). */
 export async function tinyModel(dir: string): Promise<string> {
@@ -79,7 +81,7 @@ export interface Wiring {
 /** The wiring main.ts does: files, journal, runner, service, and both routers behind one error handler. */
 export async function wireFineTuning(
   store: Store,
-  opts: { dataDir: string; sink: VersionSink; baseModels: BaseModels } & Partial<JobRunnerOptions>,
+  opts: { dataDir: string; sink: VersionSink; baseModels: BaseModelLookup } & Partial<JobRunnerOptions>,
 ): Promise<Wiring> {
   const { dataDir, sink, baseModels, ...runnerOptions } = opts;
   const files = new FileService(store, await BlobStore.open(`${dataDir}/files`));
@@ -100,7 +102,7 @@ export async function wireFineTuning(
 }
 
 /** Serves exactly these model ids from these directories. */
-export function baseModels(models: Record<string, string>): BaseModels {
+export function baseModels(models: Record<string, string>): BaseModelLookup {
   return { resolve: (id) => models[id] ?? null };
 }
 
@@ -238,7 +240,7 @@ export class ScriptedBackend implements TrainingBackend {
             type: "checkpoint",
             step,
             dir: `${options.checkpointDir}/step-${step}`,
-            metrics: { step, train_loss: 1 / step },
+            metrics: { step, trainLoss: 1 / step, tokenAccuracy: 0.5, trainedTokens: step * 10 },
             deltas: delta(step),
           });
         }

@@ -6,11 +6,11 @@
 import { openCheckpoint } from "../model/checkpoint.ts";
 import { describeError, ModelLoadError } from "../model/errors.ts";
 import { loadTokenizer, TokenizerLoadError } from "../model/tokenizer.ts";
-import { DatasetOptionsError, validateJsonl, type ValidationResult } from "./dataset.ts";
-import { jobErrorFromIssues } from "./dataset_errors.ts";
-import { DatasetInvalidError, FineTuneCheckpointError, FineTuneOptionsError } from "./fine_tune.ts";
+import { DatasetOptionsError, validateJsonl, type ValidationResult } from "../train/dataset.ts";
+import { type DatasetIssue, formatIssue } from "../train/dataset_errors.ts";
+import { DatasetInvalidError, FineTuneCheckpointError, FineTuneOptionsError } from "../train/fine_tune.ts";
 import type { DatasetSummary, JobFailure, ValidateOutcome, ValidateRequest } from "./job_worker_protocol.ts";
-import { CheckpointError } from "./train_checkpoint.ts";
+import { CheckpointError } from "../train/train_checkpoint.ts";
 
 /** Every failure as the job's error object: data problems name their file, the rest say what broke. */
 export function jobFailure(e: unknown): JobFailure {
@@ -31,6 +31,20 @@ export function jobFailure(e: unknown): JobFailure {
     };
   }
   return { code: "training_error", message: `training failed: ${describeError(e)}`, param: null };
+}
+
+/**
+ * The job error for a failed file: the first issue's code, a message naming
+ * its line (and how many more there are), and `param` = which file.
+ */
+export function jobErrorFromIssues(
+  issues: readonly DatasetIssue[],
+  file: "training_file" | "validation_file",
+): JobFailure | null {
+  if (issues.length === 0) return null;
+  const first = issues[0];
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? "s" : ""})` : "";
+  return { code: first.code, message: `${file}: ${formatIssue(first)}${more}`, param: file };
 }
 
 function summary(r: ValidationResult): DatasetSummary {

@@ -24,50 +24,26 @@
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import type { Device } from "../runtime/device.ts";
-import type { NewVersion } from "../registry/types.ts";
 import { StoreError } from "../store/errors.ts";
 import type { FileService } from "../store/file_service.ts";
 import type { JobRecord } from "../store/job_queries.ts";
 import { isTerminal } from "../store/job_status.ts";
 import type { Store } from "../store/store.ts";
-import { formatIssue } from "./dataset_errors.ts";
+import { formatIssue } from "../train/dataset_errors.ts";
 import { JobDirs } from "./job_dirs.ts";
 import type { JobJournal } from "./job_events.ts";
 import { RunRecorder } from "./job_recorder.ts";
 import { fineTunedModelName, parseStoredMethod, type StoredMethod, trainOptions } from "./job_spec.ts";
 import type { JobFailure, TrainOutcome } from "./job_worker_protocol.ts";
+import type { BaseModelLookup, JobControl, VersionSink } from "./ports.ts";
 import { type TrainingBackend, type TrainingRun, WorkerBackend } from "./training_backend.ts";
-
-/** Where finished models go: the model registry, or a fake in tests. */
-export interface VersionSink {
-  createVersion(v: NewVersion): Promise<{ name: string }>;
-  promoteAlias?(alias: string, versionName: string): Promise<void>;
-  /** Lets a job resumed after a crash skip versions it recorded before dying (else createVersion must tolerate them). */
-  hasVersion?(name: string): Promise<boolean>;
-}
-
-/** Which model ids can be fine-tuned, and what fineTune opens for each (a local dir or a hub id). */
-export interface BaseModels {
-  resolve(id: string): string | null;
-}
-
-/** What the API needs from the runner. */
-export interface JobControl {
-  /** A job was created: validate its files. */
-  created(jobId: string): void;
-  /** A job was queued (resumed): claim it when the device is free. */
-  queued(jobId: string): void;
-  /** The job was cancelled or paused by the API: stop its run here if it is running here. */
-  interrupt(jobId: string, reason: "cancel" | "pause"): void;
-  readonly canPromoteAliases: boolean;
-}
 
 export interface JobRunnerOptions {
   store: Store;
   files: FileService;
   journal: JobJournal;
   sink: VersionSink;
-  baseModels: BaseModels;
+  baseModels: BaseModelLookup;
   /** Job directories go under `<dataDir>/jobs/`; the hub cache is `<dataDir>/hub`. */
   dataDir: string;
   backend?: TrainingBackend;

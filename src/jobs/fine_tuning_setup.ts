@@ -1,7 +1,7 @@
 /**
  * Wires the fine-tuning service: one journal shared by the runner (which
  * writes progress) and the API service (which writes user actions and
- * watches), so live event streams wake at once. main.ts calls this, mounts
+ * watches), so live event streams wake at once. services.ts calls this, mounts
  * `fineTuningRoutes({ service })`, awaits `runner.start()` and, on shutdown,
  * `runner.stop()` before closing the store.
  */
@@ -9,13 +9,14 @@ import type { FileService } from "../store/file_service.ts";
 import type { Store } from "../store/store.ts";
 import { FineTuningService } from "./fine_tuning_service.ts";
 import { JobJournal, type JournalOptions } from "./job_events.ts";
-import { type BaseModels, JobRunner, type JobRunnerOptions, type VersionSink } from "./job_runner.ts";
+import { JobRunner, type JobRunnerOptions } from "./job_runner.ts";
+import type { BaseModelLookup, VersionSink } from "./ports.ts";
 
 export interface FineTuningSetup {
   store: Store;
   files: FileService;
   sink: VersionSink;
-  baseModels: BaseModels;
+  baseModels: BaseModelLookup;
   dataDir: string;
   /** Runner tuning (device, threads, lease, …). */
   runner?: Omit<JobRunnerOptions, "store" | "files" | "journal" | "sink" | "baseModels" | "dataDir">;

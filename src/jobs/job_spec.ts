@@ -16,8 +16,8 @@
  */
 import { z } from "zod";
 import type { Device } from "../runtime/device.ts";
-import type { FineTuneOptions } from "./fine_tune.ts";
-import { TARGET_MODULES, type TargetModule } from "./lm_training_graph.ts";
+import type { FineTuneOptions } from "../train/fine_tune.ts";
+import { TARGET_MODULES, type TargetModule } from "../train/lm_training_graph.ts";
 
 /** learning_rate_multiplier x this = the optimizer's peak learning rate. */
 export const BASE_LEARNING_RATE = 2e-4;

@@ -3,9 +3,9 @@
  * serves exactly one request (validate or train) and is then terminated, so
  * a run's memory goes with it.
  */
-import type { LayerDelta } from "../registry/types.ts";
-import type { DatasetIssue } from "./dataset.ts";
-import type { FineTuneEvent, FineTuneResult } from "./fine_tune.ts";
+import type { LayerDelta } from "../train/layer_delta.ts";
+import type { DatasetIssue } from "../train/dataset.ts";
+import type { CheckpointMetrics, FineTuneEvent, FineTuneResult } from "../train/fine_tune.ts";
 import type { TrainOptions } from "./job_spec.ts";
 
 /** The job's `error` object (OpenAI shape). */
@@ -42,7 +42,7 @@ export type ValidateOutcome =
 /** fineTune's events, with a checkpoint's deltas materialized (functions do not cross threads). */
 export type TrainEvent =
   | Exclude<FineTuneEvent, { type: "checkpoint" }>
-  | { type: "checkpoint"; step: number; dir: string; metrics: Record<string, unknown>; deltas: LayerDelta[] };
+  | { type: "checkpoint"; step: number; dir: string; metrics: CheckpointMetrics; deltas: LayerDelta[] };
 
 export type TrainOutcome =
   | { kind: "succeeded"; result: FineTuneResult }

@@ -5,15 +5,15 @@
  * store checkpoint row and an event. Also registers the final version and
  * promotes the alias, and times steps for `estimated_finish`.
  */
-import type { NewVersion } from "../registry/types.ts";
 import { StoreError } from "../store/errors.ts";
 import type { JobRecord } from "../store/job_queries.ts";
 import type { Store } from "../store/store.ts";
-import type { FineTuneResult } from "./fine_tune.ts";
+import type { FineTuneResult } from "../train/fine_tune.ts";
 import type { JobJournal } from "./job_events.ts";
-import type { VersionSink } from "./job_runner.ts";
+import { checkpointMetrics, finalMetrics, metricsEventData } from "./job_metrics.ts";
 import { checkpointModelName } from "./job_spec.ts";
 import type { TrainEvent } from "./job_worker_protocol.ts";
+import type { NewVersion, VersionSink } from "./ports.ts";
 import { SerialQueue } from "./serial_queue.ts";
 
 export interface RecorderDeps {
@@ -65,12 +65,7 @@ export class RunRecorder {
       jobId: this.job.id,
       baseModel: this.job.model,
       deltas: result.deltas,
-      metrics: {
-        steps: result.steps,
-        trained_tokens: result.trainedTokens,
-        final_train_loss: result.finalTrainLoss,
-        ...(result.finalValidLoss !== undefined ? { final_valid_loss: result.finalValidLoss } : {}),
-      },
+      metrics: finalMetrics(result),
     });
     await this.deps.journal.append(this.job.id, { level: "info", message: `New fine-tuned model created: ${name}` });
     return name;
@@ -110,20 +105,7 @@ export class RunRecorder {
           level: "info",
           type: "metrics",
           message: `Step ${e.step}/${e.totalSteps}: training loss=${e.trainLoss.toFixed(4)}${valid}`,
-          data: {
-            step: e.step,
-            total_steps: e.totalSteps,
-            epoch: e.epoch,
-            train_loss: e.trainLoss,
-            train_mean_token_accuracy: e.tokenAccuracy,
-            ...(e.validLoss !== undefined ? { valid_loss: e.validLoss } : {}),
-            ...(e.validTokenAccuracy !== undefined ? { valid_mean_token_accuracy: e.validTokenAccuracy } : {}),
-            tokens_per_second: e.tokensPerSecond,
-            learning_rate: e.learningRate,
-            ...(e.scaling
-              ? { scaling: { columnwise_share: e.scaling.columnwiseShare, mean_alpha_beta: e.scaling.meanAlphaBeta } }
-              : {}),
-          },
+          data: metricsEventData(e),
         });
         return;
       }
@@ -136,6 +118,7 @@ export class RunRecorder {
   async #recordCheckpoint(e: Extract<TrainEvent, { type: "checkpoint" }>): Promise<void> {
     const { store, journal, sink } = this.deps;
     const jobId = this.job.id;
+    const metrics = checkpointMetrics(e.metrics);
     let name: string;
     try {
       name = await createVersionOnce(sink, {
@@ -144,7 +127,7 @@ export class RunRecorder {
         jobId,
         baseModel: this.job.model,
         deltas: e.deltas,
-        metrics: e.metrics,
+        metrics,
       });
     } catch (err) {
       await journal.append(jobId, {
@@ -156,7 +139,7 @@ export class RunRecorder {
     try {
       await store.checkpoints.add(jobId, {
         step: e.step,
-        metrics: e.metrics,
+        metrics,
         // The registry version is the durable artifact (trainer states under the job dir are pruned).
         artifactPath: `registry:${name}`,
         fineTunedModelCheckpoint: name,

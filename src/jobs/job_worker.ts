@@ -11,7 +11,7 @@
 /// <reference lib="deno.worker" />
 import "./worker_globals.ts"; // before anything loads transformers.js
 import "../runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
-import { fineTune, FineTuneAborted } from "./fine_tune.ts";
+import { fineTune, FineTuneAborted } from "../train/fine_tune.ts";
 import type { TrainOptions } from "./job_spec.ts";
 import { jobFailure, validateJobFiles } from "./job_validation.ts";
 import type { FromWorker, ToWorker, TrainOutcome } from "./job_worker_protocol.ts";

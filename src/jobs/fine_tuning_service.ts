@@ -19,8 +19,8 @@ import type { JobRecord } from "../store/job_queries.ts";
 import type { Page, PageRequest } from "../store/pagination.ts";
 import type { Store } from "../store/store.ts";
 import { type JobJournal, type WatchItem, type WatchOptions } from "./job_events.ts";
-import type { BaseModels, JobControl } from "./job_runner.ts";
 import { countJsonlLines, type HyperparameterRequest, resolveHyperparameters, storedMethod } from "./job_spec.ts";
+import type { BaseModelLookup, JobControl } from "./ports.ts";
 
 export type FineTuningErrorCode =
   /** The model is unknown here or cannot be fine-tuned. */
@@ -67,7 +67,7 @@ export interface FineTuningServiceDeps {
   files: FileService;
   journal: JobJournal;
   control: JobControl;
-  baseModels: BaseModels;
+  baseModels: BaseModelLookup;
 }
 
 const MAX_SEED = 2_147_483_647;
