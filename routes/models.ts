@@ -1,10 +1,14 @@
-/** OpenAI `GET /v1/models` and `GET /v1/models/{id}` over the model resolver. */
+/**
+ * OpenAI `GET /v1/models`, `GET /v1/models/{id}` and `DELETE /v1/models/{id}`
+ * over the model resolver. `owned_by` tells base models (`system`),
+ * fine-tuned versions (`fine-tuned`) and aliases (`alias`) apart.
+ */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
-import { modelNotFound } from "./errors.ts";
+import { ApiError, modelNotFound } from "./errors.ts";
 import type { ModelInfo, ModelResolver } from "../src/serve/model_resolver.ts";
 import { errorResponses } from "./openapi_common.ts";
-import { ModelListSchema, ModelSchema } from "./schemas.ts";
+import { ErrorSchema, ModelDeletedSchema, ModelListSchema, ModelSchema } from "./schemas.ts";
 
 function modelObject(m: ModelInfo): z.infer<typeof ModelSchema> {
   return { id: m.id, object: "model", created: m.created, owned_by: m.ownedBy };
@@ -34,6 +38,26 @@ const getRoute = createRoute({
   },
 });
 
+const deleteRoute = createRoute({
+  method: "delete",
+  path: "/v1/models/{id}",
+  summary: "Delete a fine-tuned model (a version) and free its artifacts",
+  description: "Base models cannot be deleted (403 `model_not_deletable`), nor aliases (400: point them elsewhere). " +
+    "409 `conflict` while an alias points at the version or its fine-tuning job has not ended.",
+  security: [{ bearerAuth: [] }],
+  request: {
+    params: z.object({ id: z.string().openapi({ example: "ft:HuggingFaceTB/SmolLM2-135M-Instruct:x:ftjob-abc" }) }),
+  },
+  responses: {
+    200: { description: "Deleted", content: { "application/json": { schema: ModelDeletedSchema } } },
+    400: errorResponses[400],
+    401: errorResponses[401],
+    403: { description: "A base model", content: { "application/json": { schema: ErrorSchema } } },
+    404: errorResponses[404],
+    409: { description: "In use by an alias or a job", content: { "application/json": { schema: ErrorSchema } } },
+  },
+});
+
 export function modelsRoutes(models: ModelResolver): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
   app.openapi(listRoute, (c) => c.json({ object: "list" as const, data: models.list().map(modelObject) }, 200));
@@ -45,6 +69,21 @@ export function modelsRoutes(models: ModelResolver): OpenAPIHono<AppEnv> {
     const hit = models.list().find((m) => m.id === id);
     if (!hit) throw modelNotFound(id);
     return c.json(modelObject(hit), 200);
+  });
+  app.openAPIRegistry.registerPath(deleteRoute);
+  app.openapi({ ...deleteRoute, path: "/v1/models/{id{.+}}", hide: true }, async (c) => {
+    const { id } = c.req.valid("param");
+    if (!models.deleteModel) {
+      throw new ApiError(
+        403,
+        "Models cannot be deleted on this server",
+        "invalid_request_error",
+        "model",
+        "model_not_deletable",
+      );
+    }
+    const deleted = await models.deleteModel(id);
+    return c.json({ id: deleted.id, object: "model" as const, deleted: true }, 200);
   });
   return app;
 }

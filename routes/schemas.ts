@@ -195,6 +195,12 @@ export const ModelSchema = z.object({
   owned_by: z.string(),
 }).openapi("Model");
 
+export const ModelDeletedSchema = z.object({
+  id: z.string(),
+  object: z.literal("model"),
+  deleted: z.boolean(),
+}).openapi("ModelDeleted");
+
 export const ModelListSchema = z.object({
   object: z.literal("list"),
   data: z.array(ModelSchema),

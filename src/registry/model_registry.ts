@@ -26,6 +26,9 @@ import type { VersionService } from "./versions.ts";
 
 export const DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024 ** 3;
 
+/** `owned_by` in GET /v1/models: base models as OpenAI lists its own, fine-tuned versions (checkpoints too), aliases. */
+export const OWNED_BY = { base: "system", version: "fine-tuned", alias: "alias" } as const;
+
 const DTYPE_BYTES: Record<ComputeDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
 
 /** A list entry (GET /v1/models). */
@@ -47,8 +50,8 @@ export interface ModelRegistryOptions {
   scheduler?: SchedulerOptions;
   /** Serve base models through the same patched graph as versions (faster session start). Default true. */
   patchBase?: boolean;
-  /** `owned_by` of every model. Default "scalora-server". */
-  ownedBy?: string;
+  /** `owned_by` of each kind of model (GET /v1/models tells them apart by it). Default OWNED_BY. */
+  ownedBy?: Partial<typeof OWNED_BY>;
   probe?: ProbeOptions;
   /** Replaces engine loading (tests). */
   loadEngine?: (target: ModelTarget) => Promise<LoadedEngine>;
@@ -60,20 +63,20 @@ export class ModelRegistry implements ModelResolver {
   readonly bases: BaseModels;
   readonly pool: EnginePool;
   readonly #opts: ModelRegistryOptions;
-  readonly #ownedBy: string;
+  readonly #ownedBy: { base: string; version: string; alias: string };
   /** Version catalog by name, and id → name. */
   readonly #byName = new Map<string, VersionRecord>();
   readonly #idToName = new Map<string, string>();
   /** alias → the target id it serves here (switched atomically by the coordinator). */
   readonly #aliases = new Map<string, string>();
-  readonly #unsubscribe: () => void;
+  readonly #unsubscribe: (() => void)[];
   #refreshTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(opts: ModelRegistryOptions) {
     this.#opts = opts;
     this.versions = opts.versions;
     this.bases = opts.versions.bases;
-    this.#ownedBy = opts.ownedBy ?? "scalora-server";
+    this.#ownedBy = { ...OWNED_BY, ...opts.ownedBy };
     this.pool = new EnginePool({
       budgetBytes: opts.memoryBudgetBytes ?? DEFAULT_MEMORY_BUDGET_BYTES,
       leaseTtlMs: opts.leaseTtlMs,
@@ -81,12 +84,19 @@ export class ModelRegistry implements ModelResolver {
       keep: (key) => [...this.#aliases.values()].includes(key),
       onEvent: opts.onPoolEvent,
     });
-    this.#unsubscribe = this.versions.onCreated((v) => this.#remember(v));
+    this.#unsubscribe = [
+      this.versions.onCreated((v) => this.#remember(v)),
+      this.versions.onDeleted((v) => this.#forget(v.name)),
+    ];
   }
 
   /** Loads the version catalog (list() is synchronous, so it answers from memory). */
   async refresh(): Promise<void> {
-    for (const v of await this.versions.all()) this.#remember(v);
+    const all = await this.versions.all();
+    const names = new Set(all.map((v) => v.name));
+    // Versions deleted (here or by another replica) leave the catalog and the pool.
+    for (const name of [...this.#byName.keys()]) if (!names.has(name)) this.#forget(name);
+    for (const v of all) this.#remember(v);
   }
 
   /**
@@ -101,6 +111,13 @@ export class ModelRegistry implements ModelResolver {
       this.refresh().catch((e) => console.error(`registry catalog refresh failed: ${errorText(e)}`));
     }, ms);
     Deno.unrefTimer(this.#refreshTimer);
+  }
+
+  #forget(name: string): void {
+    const v = this.#byName.get(name);
+    if (v) this.#idToName.delete(v.id);
+    this.#byName.delete(name);
+    this.pool.evict(name);
   }
 
   #remember(v: VersionRecord): void {
@@ -120,9 +137,10 @@ export class ModelRegistry implements ModelResolver {
 
   /** Every servable id: base models, versions (final and checkpoints), aliases. */
   list(): ModelListing[] {
-    const out: ModelListing[] = this.bases.ids().map((id) => this.#listing(id, this.bases.created));
-    for (const v of this.#byName.values()) out.push(this.#listing(v.name, seconds(v.createdAt)));
-    for (const alias of this.#aliases.keys()) out.push(this.#listing(alias, this.bases.created));
+    const { base, version, alias } = this.#ownedBy;
+    const out: ModelListing[] = this.bases.ids().map((id) => this.#listing(id, this.bases.created, base));
+    for (const v of this.#byName.values()) out.push(this.#listing(v.name, seconds(v.createdAt), version));
+    for (const name of this.#aliases.keys()) out.push(this.#listing(name, this.bases.created, alias));
     return out;
   }
 
@@ -138,13 +156,44 @@ export class ModelRegistry implements ModelResolver {
     return out;
   }
 
-  #listing(id: string, created: number): ModelListing {
-    return { id, created, ownedBy: this.#ownedBy };
+  #listing(id: string, created: number, ownedBy: string): ModelListing {
+    return { id, created, ownedBy };
   }
 
   #served(target: ModelTarget, engine: ServedModel["engine"], tokenizer: ServedModel["tokenizer"]): ServedModel {
     const created = target.kind === "version" ? seconds(target.record.createdAt) : this.bases.created;
-    return { id: target.id, created, ownedBy: this.#ownedBy, engine, tokenizer };
+    const ownedBy = target.kind === "version" ? this.#ownedBy.version : this.#ownedBy.base;
+    return { id: target.id, created, ownedBy, engine, tokenizer };
+  }
+
+  /**
+   * DELETE /v1/models/{model}: deletes a fine-tuned version (by name or id)
+   * with its artifacts, and drops its engine. Base models and aliases are
+   * refused (403 / 400); 409 while an alias points at the version or its job
+   * has not ended; 404 for an unknown id.
+   */
+  async deleteModel(id: string): Promise<{ id: string }> {
+    if (this.bases.has(id)) {
+      throw new RegistryError(
+        "not_deletable",
+        `The base model '${id}' cannot be deleted: it is served from the server's configuration (MODEL); only ` +
+          "fine-tuned models (ft:…) can be deleted",
+        "model",
+      );
+    }
+    if (this.#aliases.has(id)) {
+      throw new RegistryError(
+        "invalid_alias",
+        `'${id}' is an alias, not a model: point it elsewhere with PUT /v1/aliases/${id}`,
+        "model",
+      );
+    }
+    const target = await this.target(id);
+    if (!target || target.kind !== "version") {
+      throw new ApiError(404, `The model '${id}' does not exist`, "invalid_request_error", "model", "model_not_found");
+    }
+    const record = await this.versions.delete(target.record.id);
+    return { id: record.name };
   }
 
   // ---------- targets and engines ----------
@@ -257,7 +306,7 @@ export class ModelRegistry implements ModelResolver {
 
   async close(): Promise<void> {
     this.refreshEvery(0);
-    this.#unsubscribe();
+    for (const unsubscribe of this.#unsubscribe) unsubscribe();
     await this.pool.close();
   }
 }

@@ -33,9 +33,22 @@ export interface PatchedEntry {
   delta: { artifact: DeltaArtifact; hash: string } | null;
 }
 
+/** Where `patchedServingDir` builds (or finds) the entry for a base compiled dir, dtype and content hash. */
+export async function patchedServingPath(
+  e: { cacheRoot: string; baseCompiledDir: string; dtype: ComputeDType; hash: string | null },
+): Promise<string> {
+  const k = key({
+    v: PATCH_FORMAT,
+    base: await Deno.realPath(e.baseCompiledDir),
+    dtype: e.dtype,
+    hash: e.hash ?? undefined,
+  });
+  return `${e.cacheRoot}/patched/${k}`;
+}
+
 export async function patchedServingDir(e: PatchedEntry): Promise<string> {
-  const k = key({ v: PATCH_FORMAT, base: await Deno.realPath(e.baseCompiledDir), dtype: e.dtype, hash: e.delta?.hash });
-  return await buildModelDirOnce(`${e.cacheRoot}/patched/${k}`, e.dtype, async (dir) => {
+  const target = await patchedServingPath({ ...e, hash: e.delta?.hash ?? null });
+  return await buildModelDirOnce(target, e.dtype, async (dir) => {
     await writePatchedServingModel(e.baseCompiledDir, e.dtype, e.delta?.artifact ?? null, dir);
   });
 }
@@ -49,7 +62,8 @@ export interface FullEntry {
   source: WeightSource;
 }
 
-export async function fullServingDir(e: FullEntry): Promise<string> {
+/** Where `fullServingDir` builds (or finds) the entry for a base checkpoint dir, dtype and content hash. */
+export async function fullServingPath(e: Omit<FullEntry, "source">): Promise<string> {
   const k = key({
     v: PATCH_FORMAT,
     compiler: COMPILER_VERSION,
@@ -58,7 +72,11 @@ export async function fullServingDir(e: FullEntry): Promise<string> {
     dtype: e.dtype,
     hash: e.hash,
   });
-  return await buildModelDirOnce(`${e.cacheRoot}/full/${k}`, e.dtype, async (dir) => {
+  return `${e.cacheRoot}/full/${k}`;
+}
+
+export async function fullServingDir(e: FullEntry): Promise<string> {
+  return await buildModelDirOnce(await fullServingPath(e), e.dtype, async (dir) => {
     await exportModelDirectory(e.source, e.baseDir, dir, e.dtype);
   });
 }

@@ -25,7 +25,7 @@ import {
 } from "./delta_artifact.ts";
 import { validateDeltas } from "./delta_codec.ts";
 import { errorText, RegistryError } from "./errors.ts";
-import { fullServingDir, patchedServingDir } from "./serving_cache.ts";
+import { fullServingDir, fullServingPath, patchedServingDir, patchedServingPath } from "./serving_cache.ts";
 import type { NewVersion, VersionKind } from "./types.ts";
 import { type ExportFormat, exportVersionDirectory } from "./version_export.ts";
 import { versionWeightSource } from "./version_source.ts";
@@ -67,6 +67,7 @@ export class VersionService {
   readonly #compileOnCreate: boolean;
   readonly #denseDtype: WriteArtifactOptions["denseDtype"];
   readonly #listeners = new Set<(v: VersionRecord) => void>();
+  readonly #deletedListeners = new Set<(v: VersionRecord) => void>();
 
   constructor(opts: VersionServiceOptions) {
     this.store = opts.store;
@@ -84,6 +85,12 @@ export class VersionService {
   onCreated(listener: (v: VersionRecord) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Called with every version this service deletes, before its files go (the registry drops its engine). */
+  onDeleted(listener: (v: VersionRecord) => void): () => void {
+    this.#deletedListeners.add(listener);
+    return () => this.#deletedListeners.delete(listener);
   }
 
   async createVersion(v: NewVersion): Promise<VersionRecord> {
@@ -171,6 +178,50 @@ export class VersionService {
 
   list(req: VersionListRequest): Promise<Page<VersionRecord>> {
     return this.store.versions.list(req);
+  }
+
+  /**
+   * Deletes a version and frees what it took on disk: its delta artifact
+   * (unless another version stores the same content), its serving
+   * directories and its exports. Refuses (409) while an alias points at it or
+   * its job has not ended. Listeners (the registry: catalog and engine) hear
+   * of it before the files go.
+   */
+  async delete(idOrName: string): Promise<VersionRecord> {
+    const record = await this.store.versions.delete(idOrName);
+    for (const listener of this.#deletedListeners) listener(record);
+    const remove = (path: string) =>
+      Deno.remove(path, { recursive: true }).catch((e) => {
+        if (!(e instanceof Deno.errors.NotFound)) console.error(`deleting ${record.name}: cannot remove ${path}: ${e}`);
+      });
+    if ((await this.store.versions.countByHash(record.contentHash)) === 0) {
+      await remove(`${this.dataDir}/versions/${record.contentHash}`);
+      // Serving directories are keyed by the base's compiled directory: only a base served here has one.
+      if (this.bases.has(record.baseModel)) {
+        const cacheRoot = `${this.dataDir}/compiled`;
+        const prepared = await this.bases.prepare(record.baseModel).catch(() => null);
+        if (prepared) {
+          await remove(
+            await patchedServingPath({
+              cacheRoot,
+              baseCompiledDir: prepared.compiledDir,
+              dtype: prepared.dtype,
+              hash: record.contentHash,
+            }),
+          );
+          await remove(
+            await fullServingPath({
+              cacheRoot,
+              baseDir: prepared.dir,
+              dtype: prepared.dtype,
+              hash: record.contentHash,
+            }),
+          );
+        }
+      }
+    }
+    await remove(`${this.dataDir}/exports/${record.id}`);
+    return record;
   }
 
   /** Every version, oldest first (the registry's catalog at start). */

@@ -30,6 +30,8 @@ export interface ModelResolver {
   list(): ModelInfo[];
   /** Engines currently loaded (metrics). */
   loaded(): ServedModel[];
+  /** DELETE /v1/models/{model}: deletes a fine-tuned model; absent = nothing can be deleted here. */
+  deleteModel?(id: string): Promise<{ id: string }>;
 }
 
 /** A fixed set of loaded models (tests, benchmarks). */

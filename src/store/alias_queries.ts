@@ -10,6 +10,7 @@ import { and, asc, desc, eq, gt, lt, sql } from "drizzle-orm";
 import type { Db } from "./database.ts";
 import { StoreError } from "./errors.ts";
 import { clampLimit, type Page, toPage } from "./pagination.ts";
+import { FOREIGN_KEY_VIOLATION, sqlState } from "./pg_errors.ts";
 import { ALIAS_TARGET_KINDS, modelAliases as aliases, modelAliasHistory as history, modelVersions } from "./schema.ts";
 
 export type AliasTargetKind = typeof ALIAS_TARGET_KINDS[number];
@@ -108,18 +109,39 @@ export class AliasQueries {
   }
 
   async set(name: string, target: AliasTarget, reason: string | null = null): Promise<AliasChangeResult> {
-    return await this.db.transaction(async (tx) => {
-      await this.lock(tx, name);
-      const next = await this.resolve(tx, target);
-      const [current] = await tx.select(aliasColumns).from(aliases).where(eq(aliases.name, name)).limit(1);
-      if (current && sameTarget(current, next)) return { alias: current, changed: false };
-      const alias = await this.write(tx, name, current ?? null, next, "set", reason);
-      return { alias, changed: true };
-    });
+    try {
+      return await this.db.transaction(async (tx) => {
+        await this.lock(tx, name);
+        const next = await this.resolve(tx, target);
+        const [current] = await tx.select(aliasColumns).from(aliases).where(eq(aliases.name, name)).limit(1);
+        if (current && sameTarget(current, next)) return { alias: current, changed: false };
+        const alias = await this.write(tx, name, current ?? null, next, "set", reason);
+        return { alias, changed: true };
+      });
+    } catch (e) {
+      // The version was deleted between being resolved and being pointed at.
+      if (sqlState(e) === FOREIGN_KEY_VIOLATION) {
+        const what = target.kind === "version" ? target.version : target.model;
+        throw new StoreError("not_found", `No such model version: ${what}`, "target");
+      }
+      throw e;
+    }
   }
 
   /** Undoes the latest not-yet-undone `set`; `no_previous_target` if that set created the alias. */
   async rollback(name: string, reason: string | null = null): Promise<AliasRecord> {
+    try {
+      return await this.#rollback(name, reason);
+    } catch (e) {
+      // The previous target was a version deleted since.
+      if (sqlState(e) === FOREIGN_KEY_VIOLATION) {
+        throw new StoreError("not_found", `The previous target of alias ${name} no longer exists`, "alias");
+      }
+      throw e;
+    }
+  }
+
+  async #rollback(name: string, reason: string | null): Promise<AliasRecord> {
     return await this.db.transaction(async (tx) => {
       await this.lock(tx, name);
       const [current] = await tx.select(aliasColumns).from(aliases).where(eq(aliases.name, name)).limit(1);

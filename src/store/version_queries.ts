@@ -2,13 +2,14 @@
  * Model versions: the immutable record of a trained delta (a migration
  * trigger rejects UPDATE). Looked up by id or by name (`ft:<base>:<suffix>:<job-id>`).
  */
-import { and, asc, desc, eq, getTableColumns, or } from "drizzle-orm";
+import { and, asc, count, desc, eq, getTableColumns, or } from "drizzle-orm";
 import type { Db } from "./database.ts";
 import { StoreError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { afterCondition, clampLimit, type Page, type PageRequest, toPage } from "./pagination.ts";
+import { isTerminal } from "./job_status.ts";
 import { FOREIGN_KEY_VIOLATION, sqlState, UNIQUE_VIOLATION } from "./pg_errors.ts";
-import { DELTA_FORMATS, type JsonObject, modelVersions as versions } from "./schema.ts";
+import { DELTA_FORMATS, fineTuningJobs, type JsonObject, modelAliases, modelVersions as versions } from "./schema.ts";
 
 export type DeltaFormat = typeof DELTA_FORMATS[number];
 export type VersionRecord = Omit<typeof versions.$inferSelect, "seq">;
@@ -71,6 +72,49 @@ export class VersionQueries {
     const [row] = await this.db.select(columns).from(versions)
       .where(or(eq(versions.id, idOrName), eq(versions.name, idOrName))).limit(1);
     return row ?? null;
+  }
+
+  /**
+   * Deletes a version (by id or name) and returns its row, refusing with
+   * `conflict` while an alias points at it or its job has not ended (the
+   * job may still be producing it, or its checkpoints). The row is locked
+   * first, so an alias set concurrently either sees it gone (its foreign key
+   * fails) or wins and makes this refuse.
+   */
+  async delete(idOrName: string): Promise<VersionRecord> {
+    return await this.db.transaction(async (tx) => {
+      const [row] = await tx.select(columns).from(versions)
+        .where(or(eq(versions.id, idOrName), eq(versions.name, idOrName))).limit(1).for("update");
+      if (!row) throw new StoreError("not_found", `No such model version: ${idOrName}`, "model");
+      const [alias] = await tx.select({ name: modelAliases.name }).from(modelAliases)
+        .where(eq(modelAliases.targetVersionId, row.id)).limit(1);
+      if (alias) {
+        throw new StoreError(
+          "conflict",
+          `Model ${row.name} cannot be deleted: alias '${alias.name}' points at it (point the alias elsewhere first)`,
+          "model",
+        );
+      }
+      if (row.jobId !== null) {
+        const [job] = await tx.select({ status: fineTuningJobs.status }).from(fineTuningJobs)
+          .where(eq(fineTuningJobs.id, row.jobId)).limit(1);
+        if (job && !isTerminal(job.status)) {
+          throw new StoreError(
+            "conflict",
+            `Model ${row.name} cannot be deleted: fine-tuning job ${row.jobId} is still ${job.status} (cancel it first)`,
+            "model",
+          );
+        }
+      }
+      await tx.delete(versions).where(eq(versions.id, row.id));
+      return row;
+    });
+  }
+
+  /** How many versions store this content (one artifact serves them all). */
+  async countByHash(contentHash: string): Promise<number> {
+    const [row] = await this.db.select({ n: count() }).from(versions).where(eq(versions.contentHash, contentHash));
+    return row?.n ?? 0;
   }
 
   async list(req: VersionListRequest): Promise<Page<VersionRecord>> {
