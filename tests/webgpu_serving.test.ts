@@ -15,7 +15,6 @@ import type { GenerationEngine } from "../src/serve/engine_types.ts";
 import { loadModel } from "../src/serve/load_model.ts";
 import type { StepMetrics } from "../src/serve/scheduler.ts";
 import type { KvCache } from "../src/runtime/causal_lm.ts";
-import { disposeLayers } from "../src/runtime/device_kv.ts";
 import { webgpuTest } from "./helpers/webgpu.ts";
 
 /** Largest difference allowed between a WebGPU and a CPU logprob (fp32 on both; measured ≤ 2e-5). */
@@ -145,14 +144,14 @@ webgpuTest(
         assert.ok(worst < 2e-2 * scale, `step ${step}: fp16 logits differ by ${worst} (scale ${scale})`);
         assert.equal(b.present.layers[0].key.location, "gpu-buffer");
         assert.equal(b.present.layers[0].key.type, "float16");
-        if (pastGpu) disposeLayers(pastGpu.layers);
+        gpu.lm.releaseCache(pastGpu);
         pastCpu = a.present;
         pastGpu = b.present;
         let best = 0;
         a.logits.forEach((v, i) => (v > a.logits[best] ? (best = i) : 0));
         ids = [[best]];
       }
-      if (pastGpu) disposeLayers(pastGpu.layers);
+      gpu.lm.releaseCache(pastGpu);
     } finally {
       await gpu.lm.release();
       await cpu.lm.release();

@@ -19,7 +19,6 @@ import { collate } from "../train/batching.ts";
 import { initAdapterFactors, LmTrainingModel } from "../train/lm_training_graph.ts";
 import { CausalLM, type KvCache } from "../runtime/causal_lm.ts";
 import { chooseDevice, type Device, type DeviceChoice, probeDevices } from "../runtime/device.ts";
-import { disposeLayers } from "../runtime/device_kv.ts";
 import { ort } from "../runtime/ort.ts";
 import { cpuFallbacks, type PlacementReport, readProfile } from "../runtime/placement.ts";
 import type { VulkanProbe } from "../runtime/vulkan_probe.ts";
@@ -154,11 +153,11 @@ async function greedyLogits(lm: CausalLM, tokens: number[][]): Promise<Float32Ar
   let past: KvCache | null = null;
   for (const ids of tokens) {
     const r = await lm.forward({ inputIds: [ids], past, numLogitsToKeep: 1 });
-    if (past && lm.kvOnDevice) disposeLayers(past.layers);
+    lm.releaseCache(past);
     past = r.present;
     out.push(r.logits.slice());
   }
-  if (past && lm.kvOnDevice) disposeLayers(past.layers);
+  lm.releaseCache(past);
   return out;
 }
 
@@ -239,10 +238,10 @@ async function checkDevice(
     for (const [i, ids] of tokens.entries()) {
       if (i === warm + 1) started = performance.now();
       const r = await lm.forward({ inputIds: [ids], past, numLogitsToKeep: 1 });
-      if (past && lm.kvOnDevice) disposeLayers(past.layers);
+      lm.releaseCache(past);
       past = r.present;
     }
-    if (past && lm.kvOnDevice) disposeLayers(past.layers);
+    lm.releaseCache(past);
     report.decodeTokensPerSecond = timed / ((performance.now() - started) / 1000);
   } finally {
     await lm.release();

@@ -8,6 +8,7 @@ import type { ModelConfig } from "../model/config.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
 import { IO_NAMES } from "../model/decoder_graph.ts";
 import type { Device } from "./device.ts";
+import { disposeLayers } from "./device_kv.ts";
 import { ort, type OrtSession, type OrtTensor } from "./ort.ts";
 import { createSession, type OutputLocation, type SessionOptions } from "./session.ts";
 
@@ -114,6 +115,11 @@ export class CausalLM {
   /** Keys and values live in device memory between steps (WebGPU). */
   get kvOnDevice(): boolean {
     return this.device === "webgpu";
+  }
+
+  /** Frees a cache this model returned once it is no longer fed back (GPU memory is not garbage-collected). */
+  releaseCache(cache: KvCache | null): void {
+    if (cache && this.kvOnDevice) disposeLayers(cache.layers);
   }
 
   emptyCache(batch: number): KvCache {

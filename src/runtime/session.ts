@@ -3,9 +3,9 @@
  * from files and graphs built at run time (training steps, kernels), which are
  * serialized in memory and never written to disk.
  */
-import type { Graph } from "../onnx/ir.ts";
+import { elementBytes, type Graph } from "../onnx/ir.ts";
 import { lowerForWebGpu } from "../onnx/lowering.ts";
-import { serializeModel } from "../onnx/writer.ts";
+import { serializeModel, writeModel } from "../onnx/writer.ts";
 import type { Device } from "./device.ts";
 import { ort, type OrtSession } from "./ort.ts";
 
@@ -27,6 +27,8 @@ export interface SessionOptions {
   outputLocation?: OutputLocation | Record<string, OutputLocation>;
   /** Write onnxruntime's profile (per-node times and execution provider) to files with this prefix. */
   profilePrefix?: string;
+  /** openGraphSession: initializer bytes above which the graph goes through a file (default IN_MEMORY_GRAPH_BYTES). */
+  maxInMemoryGraphBytes?: number;
 }
 
 /** The execution providers of a device, in preference order (onnxruntime falls back along the list). */
@@ -55,15 +57,38 @@ export function createSession(modelPath: string, opts: SessionOptions): Promise<
 }
 
 /**
- * An in-memory graph; intra-op threads default to 1 (training-step graphs and
- * kernels here are small and thread hand-off costs more), inter-op to 1.
+ * Initializer bytes above which a graph is written to a temporary file with
+ * external data rather than serialized in memory: a protobuf message cannot
+ * exceed 2 GiB (a 1B model's baked training graph holds ~5 GB of weights).
+ */
+export const IN_MEMORY_GRAPH_BYTES = 1024 ** 3;
+
+/** Bytes of a graph's initializers. */
+export function initializerBytes(graph: Graph): number {
+  return graph.initializers.reduce((n, i) => n + i.shape.reduce((a, b) => a * b, 1) * elementBytes[i.dtype], 0);
+}
+
+/**
+ * A graph built at run time; intra-op threads default to 1 (training-step
+ * graphs and kernels here are small and thread hand-off costs more), inter-op
+ * to 1. Serialized in memory, or through a temporary directory (removed once
+ * the session holds the weights) when it is too large for one protobuf.
  */
 export async function openGraphSession(graph: Graph, opts: SessionOptions): Promise<OrtSession> {
   const lowered = opts.device === "webgpu" ? lowerForWebGpu(graph) : graph;
-  return open(await serializeModel(lowered), `graph "${graph.name}"`, opts, {
-    intraOpNumThreads: opts.threads ?? 1,
-    interOpNumThreads: 1,
-  });
+  const threads = { intraOpNumThreads: opts.threads ?? 1, interOpNumThreads: 1 };
+  const what = `graph "${graph.name}"`;
+  if (initializerBytes(lowered) <= (opts.maxInMemoryGraphBytes ?? IN_MEMORY_GRAPH_BYTES)) {
+    return open(await serializeModel(lowered), what, opts, threads);
+  }
+  const dir = await Deno.makeTempDir({ prefix: "scalora-graph-" });
+  try {
+    await writeModel(lowered, `${dir}/model.onnx`);
+    return await open(`${dir}/model.onnx`, what, opts, threads);
+  } finally {
+    // onnxruntime has read (or mapped) the external data by now; an unlinked mapped file stays valid.
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 }
 
 async function open(

@@ -73,8 +73,10 @@ export async function generate(
     emit(next.text);
     if (seq.finished) break;
     step = await lm.forward({ inputIds: [[next.id]], past: cache });
+    lm.releaseCache(cache);
     cache = step.present;
   }
+  lm.releaseCache(cache);
   emit(seq.finish());
   return {
     text,

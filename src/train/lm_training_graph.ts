@@ -269,7 +269,7 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
 
   async forwardBackward(batch: LmBatch, factors: ReadonlyMap<string, AdapterFactors>): Promise<StepResult> {
     const run = await this.train.run(factors, lmBatchFeeds(batch));
-    return { loss: run.loss, grads: run.grads, ...metricsOf(run.metrics) };
+    return { loss: run.loss, grads: run.grads, ...metricsOf(run.metrics), transfer: run.transfer };
   }
 
   async evaluate(batch: LmBatch, factors: ReadonlyMap<string, AdapterFactors>): Promise<Omit<StepResult, "grads">> {

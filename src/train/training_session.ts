@@ -5,6 +5,7 @@
  * state re-bakes (its initializers changed).
  */
 import type { Graph } from "../onnx/ir.ts";
+import type { TransferBytes } from "../runtime/causal_lm.ts";
 import { ort, type OrtSession, type OrtTensor } from "../runtime/ort.ts";
 import { openGraphSession, type SessionOptions } from "../runtime/session.ts";
 import { loraNames, type TrainingGraphIO } from "./lora_graph.ts";
@@ -13,6 +14,8 @@ import type { GraphWeightState } from "./weight_state.ts";
 
 export interface TrainingRun {
   loss: number;
+  /** Bytes copied between host and device (0 on the CPU). */
+  transfer: TransferBytes;
   /** Empty when run without gradients. */
   grads: Map<string, AdapterGradients>;
   metrics: Record<string, OrtTensor>;
@@ -71,6 +74,10 @@ export class TrainingSession {
     const fetches = [this.io.loss, ...this.io.metrics];
     if (wantGrads) { for (const g of this.io.grads.values()) fetches.push(g.A, g.B); }
     const out = await this.#session.run(feeds, fetches);
+    const bytes = (ts: Iterable<OrtTensor>) => [...ts].reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0);
+    const transfer = this.options.device === "cpu"
+      ? { hostToDevice: 0, deviceToHost: 0 }
+      : { hostToDevice: bytes(Object.values(feeds)), deviceToHost: bytes(fetches.map((f) => out[f])) };
     const grads = new Map<string, AdapterGradients>();
     if (wantGrads) {
       for (const [name, g] of this.io.grads) {
@@ -79,7 +86,7 @@ export class TrainingSession {
     }
     const metrics: Record<string, OrtTensor> = {};
     for (const m of this.io.metrics) metrics[m] = out[m];
-    return { loss: (out[this.io.loss].data as Float32Array)[0], grads, metrics };
+    return { loss: (out[this.io.loss].data as Float32Array)[0], grads, metrics, transfer };
   }
 
   async #refresh(): Promise<void> {

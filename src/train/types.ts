@@ -8,6 +8,7 @@
  * (out x in, HF layout); its adapter is W_eff = W + s · A Bᵀ with A (m x r,
  * output side, zero at init) and B (n x r, input side, random at init).
  */
+import type { TransferBytes } from "../runtime/causal_lm.ts";
 
 export interface AdapterSpec {
   /** HF module path, e.g. `model.layers.0.self_attn.q_proj` (or `probe` in the synthetic task). */
@@ -40,6 +41,8 @@ export interface StepResult {
   count: number;
   /** Correct next-token predictions among `count` (LMs only). */
   correct?: number;
+  /** Bytes the run copied between host and device (absent on the CPU). */
+  transfer?: TransferBytes;
 }
 
 /**
