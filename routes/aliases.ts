@@ -18,7 +18,6 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
 import { fromZodError } from "./errors.ts";
 import { errorResponses } from "./openapi_common.ts";
-import { domainCall } from "./registry_errors.ts";
 import { ErrorSchema } from "./schemas.ts";
 import type { AliasEvent } from "../src/registry/hot_swap.ts";
 import type { AliasCoordinator, AliasSwitch } from "../src/registry/hot_swap.ts";
@@ -206,18 +205,18 @@ export function aliasesRoutes(deps: AliasesDeps): OpenAPIHono<AppEnv> {
   app.openapi(setRoute, async (c) => {
     const { name } = c.req.valid("param");
     const body = c.req.valid("json");
-    return c.json(switchObject(await domainCall(coordinator.set(name, body.target, body.reason ?? null))), 200);
+    return c.json(switchObject(await coordinator.set(name, body.target, body.reason ?? null)), 200);
   });
 
   app.openapi(listRoute, async (c) => {
-    const rows = await domainCall(coordinator.list());
+    const rows = await coordinator.list();
     return c.json({ object: "list" as const, data: rows.map((a) => aliasObject(a, coordinator.serving(a.name))) }, 200);
   });
 
   app.openapi(getRoute, async (c) => {
     const { name } = c.req.valid("param");
-    const alias = await domainCall(coordinator.get(name));
-    const history = await domainCall(coordinator.history(name));
+    const alias = await coordinator.get(name);
+    const history = await coordinator.history(name);
     return c.json({
       ...aliasObject(alias, coordinator.serving(name)),
       history: history.data.map(historyEntry),
@@ -229,7 +228,7 @@ export function aliasesRoutes(deps: AliasesDeps): OpenAPIHono<AppEnv> {
     const { name } = c.req.valid("param");
     // The body is optional: without a JSON content type the validator hands over {}.
     const { reason } = c.req.valid("json");
-    return c.json(switchObject(await domainCall(coordinator.rollback(name, reason ?? null))), 200);
+    return c.json(switchObject(await coordinator.rollback(name, reason ?? null)), 200);
   });
 
   return app;

@@ -14,7 +14,6 @@ import { ApiError, badRequest, fromZodError } from "./errors.ts";
 import { multipartBoundary, readMultipart } from "./multipart.ts";
 import { errorResponses } from "./openapi_common.ts";
 import { ErrorSchema } from "./schemas.ts";
-import { storeApiError } from "./store_errors.ts";
 import { DEFAULT_MAX_UPLOAD_BYTES } from "../src/config.ts";
 import type { FilePurpose, FileRecord } from "../src/store/file_queries.ts";
 import type { FileService, StagedUpload } from "../src/store/file_service.ts";
@@ -197,15 +196,6 @@ function contentDisposition(filename: string): string {
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(base)}`;
 }
 
-/** Awaits a domain call, turning its errors into ApiErrors for the app's one error handler. */
-async function domain<T>(p: Promise<T>): Promise<T> {
-  try {
-    return await p;
-  } catch (e) {
-    throw storeApiError(e) ?? e;
-  }
-}
-
 /** Streams the multipart body: `purpose` is read as a field, `file` straight into the blob store. */
 async function upload(c: Context<AppEnv>, files: FileService, maxUpload: number): Promise<Response> {
   const maxBody = maxUpload + MULTIPART_OVERHEAD_BYTES;
@@ -268,19 +258,19 @@ export function filesRoutes(deps: FilesDeps): OpenAPIHono<AppEnv> {
 
   // Documented from the schema, served by hand: the generated validator would buffer the form.
   app.openAPIRegistry.registerPath(uploadRoute);
-  app.post("/v1/files", (c) => domain(upload(c, files, maxUpload)));
+  app.post("/v1/files", (c) => upload(c, files, maxUpload));
 
   app.openapi(listRoute, async (c) => {
     const q = c.req.valid("query");
     const purposes: readonly string[] = FILE_PURPOSES;
     const page = q.purpose !== undefined && !purposes.includes(q.purpose)
       ? { data: [], hasMore: false }
-      : await domain(files.list({
+      : await files.list({
         purpose: q.purpose as FilePurpose | undefined,
         after: q.after,
         limit: q.limit,
         order: q.order,
-      }));
+      });
     const data = page.data.map(fileObject);
     return c.json({
       object: "list" as const,
@@ -291,15 +281,15 @@ export function filesRoutes(deps: FilesDeps): OpenAPIHono<AppEnv> {
     }, 200);
   });
 
-  app.openapi(getRoute, async (c) => c.json(fileObject(await domain(files.get(c.req.valid("param").file_id))), 200));
+  app.openapi(getRoute, async (c) => c.json(fileObject(await files.get(c.req.valid("param").file_id)), 200));
 
   app.openapi(deleteRoute, async (c) => {
-    const { id } = await domain(files.delete(c.req.valid("param").file_id));
+    const { id } = await files.delete(c.req.valid("param").file_id);
     return c.json({ id, object: "file" as const, deleted: true }, 200);
   });
 
   app.openapi(contentRoute, async (c) => {
-    const { file, stream, size } = await domain(files.content(c.req.valid("param").file_id));
+    const { file, stream, size } = await files.content(c.req.valid("param").file_id);
     return c.body(stream, 200, {
       "Content-Type": "application/octet-stream",
       "Content-Length": String(size),

@@ -22,22 +22,13 @@ import {
 } from "./fine_tuning_schemas.ts";
 import { errorResponses } from "./openapi_common.ts";
 import { ErrorSchema } from "./schemas.ts";
-import { storeApiError } from "./store_errors.ts";
 import type { WatchItem } from "../src/jobs/job_events.ts";
-import { FineTuningError, type FineTuningService } from "../src/jobs/fine_tuning_service.ts";
+import type { FineTuningService } from "../src/jobs/fine_tuning_service.ts";
 
 export interface FineTuningDeps {
   service: FineTuningService;
   /** SSE keep-alive comment after this long without events. Default 15 s. */
   keepAliveMs?: number;
-}
-
-/** The fine-tuning domain's errors as OpenAI envelopes (null for anything else). */
-export function fineTuningApiError(err: unknown): ApiError | null {
-  if (err instanceof FineTuningError) {
-    return new ApiError(400, err.message, "invalid_request_error", err.param, err.code);
-  }
-  return storeApiError(err);
 }
 
 /** Like `fromZodError`, but an unknown field is named as the param (OpenAI: "Unrecognized request argument"). */
@@ -169,15 +160,6 @@ const listCheckpoints = createRoute({
 
 // ---------- helpers ----------
 
-/** Awaits a domain call, turning its errors into ApiErrors for the app's one error handler. */
-async function domain<T>(p: Promise<T>): Promise<T> {
-  try {
-    return await p;
-  } catch (e) {
-    throw fineTuningApiError(e) ?? e;
-  }
-}
-
 function streamEvents(c: Context<AppEnv>, items: AsyncGenerator<WatchItem>, stop: AbortController): Response {
   // Mounted in the app, the request log waits for the stream; mounted alone (tests) there is no record.
   const record = c.get("record") as AppEnv["Variables"]["record"] | undefined;
@@ -193,7 +175,7 @@ function streamEvents(c: Context<AppEnv>, items: AsyncGenerator<WatchItem>, stop
       if (!stream.aborted) await stream.writeSSE({ data: "[DONE]" });
     } catch (e) {
       if (stream.aborted) return;
-      const err = fineTuningApiError(e) ?? toApiError(e);
+      const err = toApiError(e);
       if (err.status >= 500) console.error(e);
       if (record) record.streamError = err.message;
       await stream.writeSSE({ data: JSON.stringify(err.body) });
@@ -215,30 +197,30 @@ export function fineTuningRoutes(deps: FineTuningDeps): OpenAPIHono<AppEnv> {
     },
   });
 
-  app.openapi(createJob, async (c) => c.json(jobObject(await domain(service.create(c.req.valid("json")))), 200));
+  app.openapi(createJob, async (c) => c.json(jobObject(await service.create(c.req.valid("json"))), 200));
 
   app.openapi(listJobs, async (c) => {
     const q = c.req.valid("query");
-    const page = await domain(service.list({ after: q.after, limit: q.limit, order: "desc" }));
+    const page = await service.list({ after: q.after, limit: q.limit, order: "desc" });
     return c.json(listObject(page.data.map(jobObject), page.hasMore), 200);
   });
 
   app.openapi(
     getJob,
-    async (c) => c.json(jobObject(await domain(service.get(c.req.valid("param").fine_tuning_job_id))), 200),
+    async (c) => c.json(jobObject(await service.get(c.req.valid("param").fine_tuning_job_id)), 200),
   );
 
   app.openapi(
     cancelJob,
-    async (c) => c.json(jobObject(await domain(service.cancel(c.req.valid("param").fine_tuning_job_id))), 200),
+    async (c) => c.json(jobObject(await service.cancel(c.req.valid("param").fine_tuning_job_id)), 200),
   );
   app.openapi(
     pauseJob,
-    async (c) => c.json(jobObject(await domain(service.pause(c.req.valid("param").fine_tuning_job_id))), 200),
+    async (c) => c.json(jobObject(await service.pause(c.req.valid("param").fine_tuning_job_id)), 200),
   );
   app.openapi(
     resumeJob,
-    async (c) => c.json(jobObject(await domain(service.resume(c.req.valid("param").fine_tuning_job_id))), 200),
+    async (c) => c.json(jobObject(await service.resume(c.req.valid("param").fine_tuning_job_id)), 200),
   );
 
   app.openapi(listEvents, async (c) => {
@@ -247,16 +229,16 @@ export function fineTuningRoutes(deps: FineTuningDeps): OpenAPIHono<AppEnv> {
     if (q.stream === "true") {
       const stop = new AbortController();
       const after = q.after ?? c.req.header("last-event-id") ?? null;
-      const items = await domain(service.watch(id, { after, signal: stop.signal, idleMs: deps.keepAliveMs }));
+      const items = await service.watch(id, { after, signal: stop.signal, idleMs: deps.keepAliveMs });
       return streamEvents(c, items, stop);
     }
-    const page = await domain(service.events(id, { after: q.after, limit: q.limit }));
+    const page = await service.events(id, { after: q.after, limit: q.limit });
     return c.json(listObject(page.data.map(eventObject), page.hasMore), 200);
   });
 
   app.openapi(listCheckpoints, async (c) => {
     const q = c.req.valid("query");
-    const page = await domain(service.checkpoints(c.req.valid("param").fine_tuning_job_id, q));
+    const page = await service.checkpoints(c.req.valid("param").fine_tuning_job_id, q);
     return c.json(listObject(page.data.map(checkpointObject), page.hasMore), 200);
   });
 

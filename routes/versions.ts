@@ -12,7 +12,6 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
 import { fromZodError } from "./errors.ts";
 import { errorResponses } from "./openapi_common.ts";
-import { domainCall } from "./registry_errors.ts";
 import { ErrorSchema } from "./schemas.ts";
 import type { VersionRecord } from "../src/store/version_queries.ts";
 import { versionMetadata, type VersionService } from "../src/registry/versions.ts";
@@ -155,13 +154,13 @@ export function versionsRoutes(deps: VersionsDeps): OpenAPIHono<AppEnv> {
 
   app.openapi(listRoute, async (c) => {
     const q = c.req.valid("query");
-    const page = await domainCall(versions.list({
+    const page = await versions.list({
       after: q.after,
       limit: q.limit,
       order: q.order,
       baseModel: q.base_model,
       jobId: q.job_id,
-    }));
+    });
     const data = page.data.map(versionObject);
     return c.json({
       object: "list" as const,
@@ -175,17 +174,15 @@ export function versionsRoutes(deps: VersionsDeps): OpenAPIHono<AppEnv> {
   // Documented as `{id}`, served with ids that may contain slashes.
   app.openAPIRegistry.registerPath(getRoute);
   app.openapi({ ...getRoute, path: "/v1/versions/{id{.+}}", hide: true }, async (c) => {
-    return c.json(versionObject(await domainCall(versions.get(c.req.valid("param").id))), 200);
+    return c.json(versionObject(await versions.get(c.req.valid("param").id)), 200);
   });
 
   app.openAPIRegistry.registerPath(exportRoute);
   app.openapi({ ...exportRoute, path: "/v1/versions/{id{.+}}/export", hide: true }, async (c) => {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
-    const record = await domainCall(versions.get(id));
-    const path = await domainCall(
-      versions.exportVersion(record.id, body.format, body.dtype === "fp16" ? "float16" : "float32"),
-    );
+    const record = await versions.get(id);
+    const path = await versions.exportVersion(record.id, body.format, body.dtype === "fp16" ? "float16" : "float32");
     return c.json({ object: "model.version.export" as const, version: record.name, format: body.format, path }, 200);
   });
 

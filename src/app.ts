@@ -29,7 +29,6 @@ import type { ModelResolver } from "./serve/model_resolver.ts";
 import { modelsRoutes } from "../routes/models.ts";
 import { requestLog, type RequestLogLine } from "../routes/request_log.ts";
 import { requestTextGuard } from "../routes/request_text.ts";
-import { storeApiError } from "../routes/store_errors.ts";
 import type { DiskSpace } from "./disk_space.ts";
 import { ServerMetrics } from "./serve/metrics.ts";
 
@@ -149,7 +148,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     if (c.req.raw.signal.aborted && !(err instanceof ApiError)) {
       return errorResponse(c, new ApiError(499 as ContentfulStatusCode, "Client closed request"));
     }
-    const api = storeApiError(err) ?? toApiError(err);
+    const api = toApiError(err);
     if (api.status === 500) console.error(err);
     return errorResponse(c, api);
   });

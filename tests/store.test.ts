@@ -17,7 +17,7 @@ async function rejectsWith(p: Promise<unknown>, code: StoreErrorCode, param?: st
     await p;
   } catch (e) {
     assert.ok(e instanceof StoreError, `expected StoreError, got ${e}`);
-    assert.equal(e.code, code, e.message);
+    assert.equal(e.kind, code, e.message);
     if (param !== undefined) assert.equal(e.param, param);
     return e;
   }

@@ -10,6 +10,7 @@
  * line, in the job's `validating_files` phase (a bad file fails the job with
  * the first bad line, as OpenAI does).
  */
+import { ApiError } from "../errors.ts";
 import { StoreError } from "../store/errors.ts";
 import type { FileRecord } from "../store/file_queries.ts";
 import type { FileService } from "../store/file_service.ts";
@@ -37,10 +38,11 @@ export type FineTuningErrorCode =
   | "unsupported_parameter";
 
 /** The one error type of the fine-tuning domain (the store's own failures stay `StoreError`). */
-export class FineTuningError extends Error {
+export class FineTuningError extends ApiError {
   override name = "FineTuningError";
-  constructor(readonly code: FineTuningErrorCode, message: string, readonly param: string | null) {
-    super(message);
+  declare readonly code: FineTuningErrorCode;
+  constructor(code: FineTuningErrorCode, message: string, param: string | null) {
+    super(400, message, "invalid_request_error", param, code);
   }
 }
 
@@ -189,7 +191,7 @@ export class FineTuningService {
     try {
       file = await this.deps.files.get(id);
     } catch (e) {
-      if (e instanceof StoreError && e.code === "not_found") {
+      if (e instanceof StoreError && e.kind === "not_found") {
         throw new FineTuningError("invalid_file_id", `Invalid ${param}: no such file: ${id}`, param);
       }
       throw e;

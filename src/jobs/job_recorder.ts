@@ -146,7 +146,7 @@ export class RunRecorder {
       });
     } catch (err) {
       // Recorded by the run that died before this one.
-      if (!(err instanceof StoreError && err.code === "conflict")) throw err;
+      if (!(err instanceof StoreError && err.kind === "conflict")) throw err;
     }
     await journal.append(jobId, {
       level: "info",

@@ -266,7 +266,7 @@ export class JobRunner implements JobControl {
       try {
         terminal = isTerminal((await this.#o.store.jobs.get(entry.name)).status);
       } catch (e) {
-        if (!(e instanceof StoreError && e.code === "not_found")) throw e;
+        if (!(e instanceof StoreError && e.kind === "not_found")) throw e;
       }
       if (terminal) {
         await Deno.remove(`${this.#dirs.root}/${entry.name}`, { recursive: true });

@@ -144,7 +144,7 @@ export class VersionService {
       });
     } catch (e) {
       // Lost a race with another creator of the same name.
-      if (e instanceof StoreError && e.code === "conflict") {
+      if (e instanceof StoreError && e.kind === "conflict") {
         const row = await this.store.versions.find(v.name);
         if (row) return this.#sameOrConflict(row, written.hash, v.name);
       }

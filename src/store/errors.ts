@@ -1,7 +1,11 @@
 /**
- * The one error type of the store domain. `code` is what callers branch on;
- * routes map it to the OpenAI envelope (see routes/files_errors.ts).
+ * The one error type of the store domain. `kind` is what callers branch on;
+ * it also fixes the HTTP status and the OpenAI envelope's code (an
+ * `ApiError`, answered as is by the app).
  */
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { ApiError } from "../errors.ts";
+
 export type StoreErrorCode =
   /** The named row does not exist (or is deleted). */
   | "not_found"
@@ -20,14 +24,27 @@ export type StoreErrorCode =
   /** A value the database cannot store (a NUL character, an unpaired surrogate). */
   | "invalid_value";
 
-export class StoreError extends Error {
+const STATUS: Record<StoreErrorCode, ContentfulStatusCode> = {
+  not_found: 404,
+  invalid_cursor: 400,
+  invalid_transition: 409,
+  conflict: 409,
+  no_previous_target: 409,
+  lease_lost: 409,
+  database_in_use: 503,
+  invalid_value: 400,
+};
+
+export class StoreError extends ApiError {
   override name = "StoreError";
+  /** The envelope's code: none for a 404 (OpenAI's "No such File object" carries none), else the kind. */
+  declare readonly code: Exclude<StoreErrorCode, "not_found"> | null;
   constructor(
-    readonly code: StoreErrorCode,
+    readonly kind: StoreErrorCode,
     message: string,
     /** The request parameter at fault, when there is one (`id`, `after`, …). */
-    readonly param: string | null = null,
+    param: string | null = null,
   ) {
-    super(message);
+    super(STATUS[kind], message, undefined, param, kind === "not_found" ? null : kind);
   }
 }

@@ -7,7 +7,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../routes/app_env.ts";
 import { errorResponse, toApiError } from "../../routes/errors.ts";
 import { filesRoutes } from "../../routes/files.ts";
-import { fineTuningApiError, fineTuningRoutes } from "../../routes/fine_tuning.ts";
+import { fineTuningRoutes } from "../../routes/fine_tuning.ts";
 import { Rng } from "../../src/model/rng.ts";
 import { generateTinyModel } from "../../src/model/tiny_model.ts";
 import type { NewVersion } from "../../src/registry/types.ts";
@@ -97,7 +97,7 @@ export async function wireFineTuning(
   const app = new OpenAPIHono<AppEnv>();
   app.route("/", filesRoutes({ files }));
   app.route("/", fineTuningRoutes({ service }));
-  app.onError((err, c) => errorResponse(c, fineTuningApiError(err) ?? toApiError(err)));
+  app.onError((err, c) => errorResponse(c, toApiError(err)));
   return { files, journal, runner, service, app };
 }
 
