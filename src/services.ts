@@ -40,6 +40,8 @@ export interface Services {
 export interface ServiceOptions {
   /** One structured line per request; default JSON on stdout (tests pass their own). */
   logRequest?: AppDeps["logRequest"];
+  /** How often a job paused for a full disk checks for room (default 10 s). */
+  diskPollMs?: number;
 }
 
 export async function createServices(
@@ -91,7 +93,8 @@ export async function createServices(
     sink: new RegistryVersionSink({ versions, registry, coordinator, warm: "await" }),
     baseModels: bases,
     dataDir: config.dataDir,
-    runner: { device },
+    // A job paused because the disk filled resumes once DATA_DIR has room again.
+    runner: { device, disk, diskPollMs: opts.diskPollMs },
   });
   await fineTuning.runner.start(); // re-queues a job a crash left running
 

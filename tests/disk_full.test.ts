@@ -3,7 +3,9 @@
  * the OpenAI envelope and a message naming what could not be written
  * (uploaded files, the database, version exports), serving goes on, /ready
  * and /metrics show the free space and the pressure, nothing half-created
- * remains, and once space is freed every write works again.
+ * remains, and once space is freed every write works again; a running job
+ * that cannot write its checkpoints pauses with that reason and resumes by
+ * itself once there is room.
  *
  * The real thing: DATA_DIR on a 64 MiB tmpfs this test mounts (CI runs as
  * root) and fills. Where mounting is not permitted that test is skipped and
@@ -153,6 +155,11 @@ Deno.test({
       });
       // A database write (a new alias: its table has no page yet to put the row in).
       await expect507(await json("PUT", "/v1/aliases/full-disk", { target: model }), /the database/);
+      // Job creation writes the job and its first event together: nothing may be left half-created.
+      const jobsBefore = (await services.store.jobs.list({ limit: 100 })).data.length;
+      const created = await json("POST", "/v1/fine_tuning/jobs", { model, training_file: file.id });
+      if (created.status !== 200) await expect507(created, /the database/);
+      else await created.body?.cancel();
       // An export writes the whole model.
       await expect507(await json("POST", `/v1/versions/${version.id}/export`, { format: "hf" }), /version exports/);
 
@@ -183,7 +190,102 @@ Deno.test({
       assert.equal(alias.status, 200, await alias.text());
       const exported = await json("POST", `/v1/versions/${version.id}/export`, { format: "hf" });
       assert.equal(exported.status, 200, await exported.text());
+      const jobs = (await services.store.jobs.list({ limit: 100 })).data;
+      if (created.status !== 200) assert.equal(jobs.length, jobsBefore, "no half-created job");
       assert.equal((await (await fetch(`${base}/ready`)).json()).disk.pressure, false);
+    } finally {
+      if (filler) await Deno.remove(filler).catch(() => {});
+      await server.shutdown();
+      await services.close();
+      await run("umount", "-l", mnt);
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: `disk full (tmpfs): a running job pauses with the reason and resumes when space returns${
+    TMPFS ? "" : " (skipped: cannot mount a tmpfs here)"
+  }`,
+  ignore: !TMPFS,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const root = await Deno.makeTempDir({ prefix: "scalora-diskfull-job-" });
+    const mnt = `${root}/disk`;
+    await Deno.mkdir(mnt);
+    assert.ok(await run("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt), "mount");
+    const { dir: model } = await generateTinyModel({
+      out: `${root}/model`,
+      arch: "llama",
+      preset: "tiny",
+      tokenizer: "bytes",
+      seed: 22,
+    });
+    const env = { MODEL: model, DATA_DIR: `${mnt}/data`, DEVICE: "cpu", DISK_LOW_FREE_BYTES: String(4 * 1024 ** 2) };
+    const services = await createServices(loadConfig(env), env, { logRequest: () => {}, diskPollMs: 200 });
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, services.app.fetch);
+    const client = new OpenAI({
+      baseURL: `http://127.0.0.1:${server.addr.port}/v1`,
+      apiKey: "unused",
+      maxRetries: 0,
+      timeout: 60_000,
+    });
+    let filler: string | null = null;
+    const until = async <T>(what: string, probe: () => Promise<T | null>, ms = 120_000): Promise<T> => {
+      const end = performance.now() + ms;
+      for (;;) {
+        const v = await probe();
+        if (v !== null) return v;
+        if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    try {
+      await services.warm();
+      const lines = Array.from({ length: 40 }, (_, i) => JSON.stringify({ prompt: `q${i}=`, completion: `a${i}` }));
+      const file = await client.files.create({
+        file: new File([lines.join("\n") + "\n"], "train.jsonl"),
+        purpose: "fine-tune",
+      });
+      const hyperparameters = { n_epochs: 4, batch_size: 1, checkpoint_every: 4, max_length: 32 };
+      const job = await client.fineTuning.jobs.create(
+        {
+          model,
+          training_file: file.id,
+          method: { type: "supervised", supervised: { hyperparameters } },
+        } as Parameters<typeof client.fineTuning.jobs.create>[0],
+      );
+      // Training, with a checkpoint behind it: then the disk fills.
+      await until("a checkpoint", async () => {
+        const page = await client.fineTuning.jobs.checkpoints.list(job.id);
+        return page.data.length > 0 ? true : null;
+      });
+      filler = await fill(mnt);
+      const paused = await until("the job to pause", async () => {
+        const j = await client.fineTuning.jobs.retrieve(job.id);
+        // The openai client's type has no "paused" (OpenAI's jobs have it since 2025; this server has had it).
+        const status: string = j.status;
+        assert.ok(status !== "failed" && status !== "succeeded", JSON.stringify(j));
+        return status === "paused" ? j : null;
+      });
+      assert.equal(paused.error?.code, "insufficient_storage", JSON.stringify(paused.error));
+      assert.match(paused.error?.message ?? "", /disk is full/);
+      const events = (await client.fineTuning.jobs.listEvents(job.id, { limit: 100 })).data.map((e) => e.message);
+      assert.ok(events.some((m) => /Training paused: the disk is full.*resumes by itself/.test(m)), events.join("\n"));
+
+      // Room again: it resumes from its checkpoint and finishes.
+      await Deno.remove(filler);
+      filler = null;
+      const done = await until("the job to finish", async () => {
+        const j = await client.fineTuning.jobs.retrieve(job.id);
+        return j.status === "succeeded" || j.status === "failed" ? j : null;
+      }, 240_000);
+      assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+      assert.equal(done.error, null);
+      const all = (await client.fineTuning.jobs.listEvents(job.id, { limit: 1000 })).data.map((e) => e.message);
+      assert.ok(all.some((m) => /Space is available again/.test(m)), all.join("\n"));
+      assert.ok(all.some((m) => /resumed/.test(m)), all.join("\n"));
     } finally {
       if (filler) await Deno.remove(filler).catch(() => {});
       await server.shutdown();

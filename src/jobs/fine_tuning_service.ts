@@ -129,8 +129,8 @@ export class FineTuningService {
       method: storedMethod(hp, promoteToAlias),
       hyperparameters: { ...hp },
       metadata: input.metadata ?? null,
-    });
-    await journal.status(job.id, "validating_files", `Created fine-tuning job: ${job.id}`);
+    }, (id) => ({ level: "info", message: `Created fine-tuning job: ${id}`, data: { status: "validating_files" } }));
+    journal.notify(job.id);
     control.created(job.id);
     return job;
   }

@@ -24,6 +24,7 @@
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import type { Device } from "../runtime/device.ts";
+import { type DiskSpace, isDiskFull } from "../disk_space.ts";
 import { StoreError } from "../store/errors.ts";
 import type { FileService } from "../store/file_service.ts";
 import type { JobRecord } from "../store/job_queries.ts";
@@ -64,7 +65,17 @@ export interface JobRunnerOptions {
   /** Validation issues listed in the job's error event. Default 10. */
   maxListedIssues?: number;
   log?: (message: string) => void;
+  /**
+   * The data directory's filesystem: a job paused because the disk filled is
+   * queued again once it has `lowFreeBytes` free (checked every
+   * `diskPollMs`, default 10 s). Without it such a job waits for a resume.
+   */
+  disk?: DiskSpace;
+  diskPollMs?: number;
 }
+
+/** The `error` a job paused for a full disk carries until it resumes (and how the runner knows to resume it). */
+const STORAGE_PAUSE = "insufficient_storage";
 
 type StopReason = "cancel" | "pause" | "shutdown" | "lease_lost";
 
@@ -74,7 +85,9 @@ interface ActiveRun {
   reason: StopReason | null;
 }
 
-type Settings = Required<Omit<JobRunnerOptions, "device" | "threads" | "owner" | "backend">> & JobRunnerOptions;
+type Settings =
+  & Required<Omit<JobRunnerOptions, "device" | "threads" | "owner" | "backend" | "disk">>
+  & JobRunnerOptions;
 
 const LIST_PAGE = 1000;
 const describe = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -87,6 +100,8 @@ export class JobRunner implements JobControl {
   readonly #validationQueue: string[] = [];
   readonly #sleepers = new Set<() => void>();
   #active: ActiveRun | null = null;
+  /** Jobs paused because the disk filled: queued again when there is room. */
+  readonly #pausedForSpace = new Set<string>();
   #stopped = false;
   #loops: Promise<void>[] = [];
 
@@ -100,6 +115,7 @@ export class JobRunner implements JobControl {
       sweepMs: 300_000,
       maxCrashes: 3,
       maxListedIssues: 10,
+      diskPollMs: 10_000,
       log: (m) => console.error(`[job-runner] ${m}`),
       ...given,
     };
@@ -174,6 +190,7 @@ export class JobRunner implements JobControl {
 
   async #trainLoop(): Promise<void> {
     while (!this.#stopped) {
+      await this.#resumeWhenSpace().catch((e) => this.#o.log(`resuming jobs paused for space failed: ${describe(e)}`));
       let job: JobRecord | null = null;
       try {
         job = await this.#o.store.jobs.claimNext(this.owner, this.#o.leaseMs);
@@ -257,6 +274,8 @@ export class JobRunner implements JobControl {
         }
       } else if (job.status === "validating_files") {
         this.created(job.id);
+      } else if (job.status === "paused" && job.error?.code === STORAGE_PAUSE) {
+        this.#pausedForSpace.add(job.id);
       }
     }
     // Files of jobs that ended while their cleanup did not run (a crash in between).
@@ -422,6 +441,7 @@ export class JobRunner implements JobControl {
     const { journal, store } = this.#o;
     const leased = { leaseOwner: this.owner };
     if (outcome.kind === "failed") {
+      if (outcome.error.code === STORAGE_PAUSE) return void await this.#pauseForSpace(job.id, outcome.error.message);
       if (await this.#fail(job.id, outcome.error, leased)) await this.#cleanUp(job.id);
       return;
     }
@@ -451,6 +471,7 @@ export class JobRunner implements JobControl {
     try {
       name = await recorder.registerFinal(result);
     } catch (e) {
+      if (isDiskFull(e)) return void await this.#pauseForSpace(job.id, describe(e));
       const message = `training finished but the model could not be registered: ${describe(e)}`;
       if (await this.#fail(job.id, { code: "registry_error", message, param: null }, leased)) {
         await this.#cleanUp(job.id);
@@ -471,6 +492,61 @@ export class JobRunner implements JobControl {
     }
     await journal.status(job.id, "succeeded", "The job has successfully completed");
     await this.#cleanUp(job.id);
+  }
+
+  // ---------- a full disk ----------
+
+  /**
+   * A run that could not write (checkpoints, its version) because the disk is
+   * full is paused, not failed: its last checkpoint stays, and it is queued
+   * again once there is room (#resumeWhenSpace), continuing from there.
+   */
+  async #pauseForSpace(jobId: string, detail: string): Promise<void> {
+    const error = { code: STORAGE_PAUSE, message: `paused: the disk is full (${detail})`, param: null };
+    try {
+      await this.#o.store.jobs.transition(jobId, "paused", {
+        from: "running",
+        leaseOwner: this.owner,
+        patch: { error, estimatedFinish: null },
+      });
+    } catch (e) {
+      if (e instanceof StoreError) return; // cancelled or taken over meanwhile
+      throw e;
+    }
+    this.#pausedForSpace.add(jobId);
+    const when = this.#o.disk
+      ? `it resumes by itself once DATA_DIR has ${this.#o.disk.lowFreeBytes} bytes free`
+      : "resume it once there is room";
+    await this.#o.journal.status(
+      jobId,
+      "paused",
+      `Training paused: the disk is full (${detail}); ${when}, from its latest checkpoint`,
+      "warn",
+    ).catch((e) => this.#o.log(`job ${jobId}: paused for space, but its event could not be written: ${describe(e)}`));
+  }
+
+  #nextSpaceCheck = 0;
+
+  async #resumeWhenSpace(): Promise<void> {
+    const disk = this.#o.disk;
+    if (!disk || this.#pausedForSpace.size === 0 || performance.now() < this.#nextSpaceCheck) return;
+    this.#nextSpaceCheck = performance.now() + this.#o.diskPollMs;
+    const usage = await disk.usage();
+    if (!usage || usage.freeBytes < disk.lowFreeBytes) return;
+    for (const jobId of [...this.#pausedForSpace]) {
+      this.#pausedForSpace.delete(jobId);
+      try {
+        await this.#o.store.jobs.transition(jobId, "queued", { from: "paused", patch: { error: null } });
+      } catch (e) {
+        if (e instanceof StoreError) continue; // resumed or cancelled by hand meanwhile
+        throw e;
+      }
+      await this.#o.journal.status(
+        jobId,
+        "queued",
+        `Space is available again (${usage.freeBytes} bytes free): job queued`,
+      );
+    }
   }
 
   // ---------- endings ----------

@@ -3,6 +3,7 @@
  * job's `error` object. Runs inside job_worker.ts (tokenizing a big file
  * would stall the HTTP thread); pure enough to call in-process in tests.
  */
+import { isDiskFull } from "../disk_space.ts";
 import { openCheckpoint } from "../model/checkpoint.ts";
 import { describeError, ModelLoadError } from "../model/errors.ts";
 import { loadTokenizer, TokenizerLoadError } from "../model/tokenizer.ts";
@@ -14,6 +15,8 @@ import { CheckpointError } from "../train/train_checkpoint.ts";
 
 /** Every failure as the job's error object: data problems name their file, the rest say what broke. */
 export function jobFailure(e: unknown): JobFailure {
+  // Checkpoints could not be written: the runner pauses the job until there is room.
+  if (isDiskFull(e)) return { code: "insufficient_storage", message: describeError(e), param: null };
   if (e instanceof DatasetInvalidError) {
     return jobErrorFromIssues(e.issues, e.file) ?? { code: "invalid_file", message: e.message, param: e.file };
   }

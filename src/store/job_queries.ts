@@ -15,7 +15,8 @@ import { newId } from "./ids.ts";
 import { isTerminal, type JobStatus, predecessors } from "./job_status.ts";
 import { afterCondition, clampLimit, type Page, type PageRequest, toPage } from "./pagination.ts";
 import { FOREIGN_KEY_VIOLATION, sqlState } from "./pg_errors.ts";
-import { fineTuningJobs as jobs, type JobErrorJson, type JsonObject } from "./schema.ts";
+import type { NewEvent } from "./event_queries.ts";
+import { fineTuningEvents, fineTuningJobs as jobs, type JobErrorJson, type JsonObject } from "./schema.ts";
 
 export type JobRecord = Omit<typeof jobs.$inferSelect, "seq">;
 export type JobError = JobErrorJson;
@@ -67,21 +68,39 @@ const leaseUntil = (ms: number) => sql`now() + ${Math.max(1, Math.round(ms))} * 
 export class JobQueries {
   constructor(private readonly db: Db) {}
 
-  async create(input: NewJob): Promise<JobRecord> {
+  /**
+   * Inserts the job and, in the same transaction, its first event (`firstEvent`
+   * of the new id): a job is never left without the event that announces it,
+   * whatever fails in between (a full disk, a lost connection).
+   */
+  async create(input: NewJob, firstEvent?: (jobId: string) => NewEvent): Promise<JobRecord> {
     try {
-      const [row] = await this.db.insert(jobs).values({
-        id: newId("ftjob"),
-        model: input.model,
-        trainingFile: input.trainingFile,
-        validationFile: input.validationFile ?? null,
-        suffix: input.suffix ?? null,
-        seed: input.seed,
-        method: input.method,
-        hyperparameters: input.hyperparameters,
-        metadata: input.metadata ?? null,
-        status: input.status ?? "validating_files",
-      }).returning(columns);
-      return row;
+      return await this.db.transaction(async (tx) => {
+        const [row] = await tx.insert(jobs).values({
+          id: newId("ftjob"),
+          model: input.model,
+          trainingFile: input.trainingFile,
+          validationFile: input.validationFile ?? null,
+          suffix: input.suffix ?? null,
+          seed: input.seed,
+          method: input.method,
+          hyperparameters: input.hyperparameters,
+          metadata: input.metadata ?? null,
+          status: input.status ?? "validating_files",
+        }).returning(columns);
+        if (firstEvent) {
+          const event = firstEvent(row.id);
+          await tx.insert(fineTuningEvents).values({
+            id: newId("ftevent"),
+            jobId: row.id,
+            level: event.level,
+            message: event.message,
+            type: event.type ?? "message",
+            data: event.data ?? null,
+          });
+        }
+        return row;
+      });
     } catch (e) {
       if (sqlState(e) === FOREIGN_KEY_VIOLATION) {
         throw new StoreError("not_found", "The training or validation file does not exist", "training_file");
