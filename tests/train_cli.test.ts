@@ -58,7 +58,7 @@ Deno.test("train CLI: bad lines exit 1 untrained; a run writes the merged model 
       "1",
     ]);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, /fine-tuned .* \(scalora r=2 I=2, alpha 16\): 6 steps, \d+ tokens in .*final train loss/);
+    assert.match(ok.stdout, /fine-tuned .* \(scalora r=2 I=2, alpha 4\): 6 steps, \d+ tokens in .*final train loss/);
     assert.match(ok.stdout, new RegExp(`merged model: ${root}/m-ft`));
     // Not a terminal: one plain line every 2 steps, no carriage returns.
     assert.deepEqual([...ok.stderr.matchAll(/^step (\d+)\/6 /gm)].map((m) => m[1]), ["2", "4", "6"]);

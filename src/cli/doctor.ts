@@ -7,39 +7,34 @@
  * Exits 1 when a usable device gives wrong results.
  */
 import "../runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
-import { parseArgs } from "node:util";
 import { TINY_PRESETS, type TinyPreset } from "../model/tiny_model.ts";
 import { formatDoctor, runDoctor } from "./doctor_report.ts";
+import { oneOfFlag, parseFlags, UsageError } from "./flags.ts";
 
 const USAGE = "usage: deno task doctor [--json] [--preset tiny|smollm2-135m|llama3.2-1b] [--work-dir DIR]";
 
+const FLAGS = {
+  json: { type: "boolean" },
+  preset: { type: "string" },
+  "work-dir": { type: "string" },
+} as const;
+
 async function main(argv: string[]): Promise<number> {
-  let values;
+  let values, preset: TinyPreset;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        json: { type: "boolean", default: false },
-        preset: { type: "string", default: "tiny" },
-        "work-dir": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-    }));
+    values = parseFlags(argv, FLAGS);
+    preset = oneOfFlag("preset", values.preset ?? "tiny", TINY_PRESETS);
   } catch (e) {
-    console.error(`error: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`error: ${e.message}\n${USAGE}`);
     return 2;
   }
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
-  if (!(TINY_PRESETS as readonly string[]).includes(values.preset)) {
-    console.error(`error: --preset must be one of ${TINY_PRESETS.join(", ")}\n${USAGE}`);
-    return 2;
-  }
   const report = await runDoctor({
-    preset: values.preset as TinyPreset,
+    preset,
     workDir: values["work-dir"],
     log: values.json ? undefined : (line) => console.error(line),
   });

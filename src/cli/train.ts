@@ -1,10 +1,11 @@
 /**
- * deno task train --model DIR --data train.jsonl [--validation valid.jsonl]
- *   [--method scalora|lora|scalora-scalar] [--rank 8] [--alpha 16] [--interval 10] [--lipschitz auto|L]
- *   [--target-modules q_proj,v_proj,...] [--epochs 3] [--batch-size 8] [--lr 2e-4] [--warmup-ratio 0]
- *   [--schedule linear|cosine|constant] [--max-grad-norm 1] [--grad-accum 1] [--max-length 512] [--seed 0]
- *   [--validation-fraction 0] [--out DIR] [--checkpoint-dir DIR] [--checkpoint-every N] [--resume]
- *   [--device auto|cpu|cuda|webgpu] [--threads N] [--dtype F32|F16|BF16] [--log-every N] [--data-dir DIR]
+ * deno task train --model DIR --data train.jsonl [--validation valid.jsonl] [training options]
+ *   [--out DIR] [--checkpoint-dir DIR] [--checkpoint-every N] [--resume] [--device auto|cpu|cuda|webgpu]
+ *   [--threads N] [--dtype F32|F16|BF16] [--log-every N] [--data-dir DIR]
+ *
+ * The training options (--method, --rank, --alpha, --lr, …; `--help` lists
+ * them with their defaults) set the fields of the fine-tuning configuration
+ * (src/train/fine_tune_config.ts), which holds the defaults.
  *
  * Fine-tunes with src/train/fine_tune.ts and writes the merged model directory
  * to --out (default `<model>-ft`); checkpoints go to --checkpoint-dir (default
@@ -14,7 +15,6 @@
  * rerun with --resume to continue.
  */
 import "../runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
-import { parseArgs } from "node:util";
 import { ModelLoadError } from "../model/errors.ts";
 import type { FloatDtype } from "../model/safetensors.ts";
 import { TokenizerLoadError } from "../model/tokenizer.ts";
@@ -29,33 +29,79 @@ import {
   FineTuneOptionsError,
   writeMergedModel,
 } from "../train/fine_tune.ts";
+import {
+  ALPHA_PER_RANK,
+  type FineTuneConfigInput,
+  METHODS,
+  parseFineTuneOptions,
+  SCHEDULES,
+  TRAINING_DEFAULTS,
+  type TrainingConfig,
+} from "../train/fine_tune_config.ts";
 import { MergedModelError } from "../train/merged_model.ts";
 import { TARGET_MODULES } from "../train/lm_training_graph.ts";
+import { integerFlag, numberFlag, oneOfFlag, parseFlags, UsageError } from "./flags.ts";
 import { formatDuration, Progress } from "./progress.ts";
 
+/**
+ * The flags that set a training field: flag, field, and what it takes (N: an
+ * integer, X: a number, a|b: one of those; lipschitz and target-modules are
+ * read as documented).
+ */
+const TRAINING_FLAGS: readonly [flag: string, field: keyof TrainingConfig, takes: string][] = [
+  ["method", "method", METHODS.join("|")],
+  ["rank", "rank", "N"],
+  ["alpha", "alpha", "X"],
+  ["interval", "interval", "N"],
+  ["lipschitz", "lipschitz", "auto|L"],
+  ["target-modules", "targetModules", "q_proj,v_proj,..."],
+  ["epochs", "epochs", "N"],
+  ["batch-size", "batchSize", "N"],
+  ["lr", "learningRate", "X"],
+  ["warmup-ratio", "warmupRatio", "X"],
+  ["schedule", "schedule", SCHEDULES.join("|")],
+  ["max-grad-norm", "maxGradNorm", "X"],
+  ["grad-accum", "gradientAccumulation", "N"],
+  ["max-length", "maxLength", "N"],
+  ["seed", "seed", "N"],
+  ["validation-fraction", "validationFraction", "X"],
+];
+
+const FLAGS = {
+  model: { type: "string" },
+  data: { type: "string" },
+  validation: { type: "string" },
+  ...Object.fromEntries(TRAINING_FLAGS.map(([flag]) => [flag, { type: "string" } as const])),
+  out: { type: "string" },
+  "checkpoint-dir": { type: "string" },
+  "checkpoint-every": { type: "string" },
+  resume: { type: "boolean" },
+  device: { type: "string" },
+  threads: { type: "string" },
+  dtype: { type: "string" },
+  "log-every": { type: "string" },
+  "data-dir": { type: "string" },
+} as const;
+
 const USAGE = "usage: deno task train --model DIR --data FILE.jsonl [--validation FILE.jsonl] " +
-  "[--method scalora|lora|scalora-scalar] [--rank N] [--alpha X] [--interval N] [--lipschitz auto|L] " +
-  "[--target-modules a,b] [--epochs N] [--batch-size N] [--lr X] [--warmup-ratio X] " +
-  "[--schedule linear|cosine|constant] [--max-grad-norm X] [--grad-accum N] [--max-length N] [--seed N] " +
-  "[--validation-fraction X] [--out DIR] [--checkpoint-dir DIR] [--checkpoint-every N] [--resume] " +
-  "[--device auto|cpu|cuda|webgpu] [--threads N] [--dtype F32|F16|BF16] [--log-every N] [--data-dir DIR]";
+  TRAINING_FLAGS.map(([flag, , takes]) => `[--${flag} ${takes}]`).join(" ") +
+  " [--out DIR] [--checkpoint-dir DIR] [--checkpoint-every N] [--resume] " +
+  `[--device ${DEVICE_REQUESTS.join("|")}] [--threads N] [--dtype F32|F16|BF16] [--log-every N] [--data-dir DIR]`;
 
-class UsageError extends Error {}
-
-function num(name: string, value: string | undefined, dflt: number, integer = false): number {
-  if (value === undefined) return dflt;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${name} must be ${integer ? "an integer" : "a number"}, got ${JSON.stringify(value)}`);
-  }
-  return n;
+/** `--help`: the usage, then each training option with its default. */
+function help(): string {
+  const shown = (field: keyof TrainingConfig) =>
+    field === "alpha" ? `${ALPHA_PER_RANK} x rank` : JSON.stringify(TRAINING_DEFAULTS[field]);
+  return `${USAGE}\n\ntraining options (default):\n` +
+    TRAINING_FLAGS.map(([flag, field, takes]) => `  --${flag} ${takes}  (${shown(field)})`).join("\n");
 }
 
-function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new UsageError(`--${name} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`);
-  }
-  return value as T;
+function readTrainingFlag(flag: string, takes: string, value: string): unknown {
+  if (takes === "N") return integerFlag(flag, value);
+  if (takes === "X") return numberFlag(flag, value);
+  if (flag === "lipschitz") return value === "auto" ? "auto" : numberFlag(flag, value);
+  if (flag === "target-modules") return value.split(",").map((s) => oneOfFlag(flag, s.trim(), TARGET_MODULES));
+  return oneOfFlag(flag, value, takes.split("|"));
 }
 
 async function readData(path: string, flag: string): Promise<string> {
@@ -66,68 +112,45 @@ async function readData(path: string, flag: string): Promise<string> {
   }
 }
 
-function parse(argv: string[]) {
-  try {
-    return parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        data: { type: "string" },
-        validation: { type: "string" },
-        method: { type: "string", default: "scalora" },
-        rank: { type: "string" },
-        alpha: { type: "string" },
-        interval: { type: "string" },
-        lipschitz: { type: "string", default: "auto" },
-        "target-modules": { type: "string" },
-        epochs: { type: "string" },
-        "batch-size": { type: "string" },
-        lr: { type: "string" },
-        "warmup-ratio": { type: "string" },
-        schedule: { type: "string", default: "linear" },
-        "max-grad-norm": { type: "string" },
-        "grad-accum": { type: "string" },
-        "max-length": { type: "string" },
-        seed: { type: "string" },
-        "validation-fraction": { type: "string" },
-        out: { type: "string" },
-        "checkpoint-dir": { type: "string" },
-        "checkpoint-every": { type: "string" },
-        resume: { type: "boolean", default: false },
-        device: { type: "string", default: "auto" },
-        threads: { type: "string" },
-        dtype: { type: "string" },
-        "log-every": { type: "string" },
-        "data-dir": { type: "string", default: Deno.env.get("DATA_DIR") ?? "./data" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
-}
-
 async function main(argv: string[]): Promise<number> {
-  const v = parse(argv);
+  const v = parseFlags(argv, FLAGS);
+  if (v.help) {
+    console.log(help());
+    return 0;
+  }
   if (!v.model) throw new UsageError("--model is required");
   if (!v.data) throw new UsageError("--data is required");
   const model = v.model.replace(/\/+$/, "");
   const out = v.out ?? `${model}-ft`;
-  const checkpointDir = v["checkpoint-dir"] ?? `${out.replace(/\/+$/, "")}.checkpoints`;
-  const method = oneOf("method", v.method, ["scalora", "lora", "scalora-scalar"] as const);
-  const targetModules = v["target-modules"]?.split(",").map((s) => oneOf("target-modules", s.trim(), TARGET_MODULES));
-  const lipschitz = v.lipschitz === "auto" ? "auto" as const : num("lipschitz", v.lipschitz, 0);
-  const dtype = v.dtype === undefined ? undefined : oneOf<FloatDtype>("dtype", v.dtype, ["F32", "F16", "BF16"]);
-  const device = resolveDevice(oneOf("device", v.device, DEVICE_REQUESTS));
-  const threads = v.threads === undefined ? undefined : num("threads", v.threads, 1, true);
-  const trainText = await readData(v.data, "data");
-  const validationText = v.validation === undefined ? undefined : await readData(v.validation, "validation");
+  const dtype = v.dtype === undefined ? undefined : oneOfFlag<FloatDtype>("dtype", v.dtype, ["F32", "F16", "BF16"]);
+  const device = resolveDevice(oneOfFlag("device", v.device ?? "auto", DEVICE_REQUESTS));
+  const given = (flag: string) => (v as Record<string, unknown>)[flag] as string | undefined;
+  const training = Object.fromEntries(
+    TRAINING_FLAGS.filter(([flag]) => given(flag) !== undefined)
+      .map(([flag, field, takes]) => [field, readTrainingFlag(flag, takes, given(flag)!)]),
+  );
+  const input = {
+    ...training,
+    model,
+    dataDir: v["data-dir"] ?? Deno.env.get("DATA_DIR"),
+    trainText: await readData(v.data, "data"),
+    validationText: v.validation === undefined ? undefined : await readData(v.validation, "validation"),
+    checkpointDir: v["checkpoint-dir"] ?? `${out.replace(/\/+$/, "")}.checkpoints`,
+    checkpointEvery: v["checkpoint-every"] === undefined
+      ? undefined
+      : integerFlag("checkpoint-every", v["checkpoint-every"]),
+    resume: v.resume,
+    device,
+    threads: v.threads === undefined ? undefined : integerFlag("threads", v.threads),
+  };
+  // The flags' values are checked (and the defaults filled in) by the configuration's schema.
+  const config = parseFineTuneOptions(input as FineTuneConfigInput);
+  const { checkpointDir } = config;
 
   const stderr = (s: string) => Deno.stderr.writeSync(new TextEncoder().encode(s));
   const progress = new Progress(
     { tty: Deno.stderr.isTerminal(), write: stderr, columns: terminalColumns() },
-    num("log-every", v["log-every"], 10, true),
+    v["log-every"] === undefined ? undefined : integerFlag("log-every", v["log-every"], 1),
   );
   const controller = new AbortController();
   const onSigint = () => {
@@ -138,31 +161,7 @@ async function main(argv: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onSigint);
 
   const opts: FineTuneOptions = {
-    model,
-    dataDir: v["data-dir"],
-    trainText,
-    validationText,
-    method,
-    rank: num("rank", v.rank, 8, true),
-    alpha: num("alpha", v.alpha, 16),
-    interval: num("interval", v.interval, 10, true),
-    lipschitz,
-    targetModules,
-    epochs: num("epochs", v.epochs, 3, true),
-    batchSize: num("batch-size", v["batch-size"], 8, true),
-    learningRate: num("lr", v.lr, 2e-4),
-    warmupRatio: num("warmup-ratio", v["warmup-ratio"], 0),
-    schedule: oneOf("schedule", v.schedule, ["linear", "cosine", "constant"] as const),
-    maxGradNorm: num("max-grad-norm", v["max-grad-norm"], 1),
-    gradientAccumulation: num("grad-accum", v["grad-accum"], 1, true),
-    maxLength: num("max-length", v["max-length"], 512, true),
-    seed: num("seed", v.seed, 0, true),
-    validationFraction: num("validation-fraction", v["validation-fraction"], 0),
-    checkpointDir,
-    checkpointEvery: num("checkpoint-every", v["checkpoint-every"], 0, true),
-    resume: v.resume,
-    device,
-    threads,
+    ...config,
     signal: controller.signal,
     onEvent: (e) => {
       if (e.type === "metrics") progress.update(e);
@@ -176,11 +175,17 @@ async function main(argv: string[]): Promise<number> {
     const result = await fineTune(opts);
     progress.finish();
     stderr(`writing the merged model to ${out} ...\n`);
-    await writeMergedModel(model, result.deltas, out, { dtype, dataDir: v["data-dir"], device, threads });
+    await writeMergedModel(model, result.deltas, out, {
+      dtype,
+      dataDir: config.dataDir,
+      device: config.device,
+      threads: config.threads,
+    });
     const seconds = (performance.now() - started) / 1000;
-    const how = method === "lora" ? `lora r=${opts.rank}` : `${method} r=${opts.rank} I=${opts.interval}`;
+    const { method, rank, interval, alpha } = config;
+    const how = method === "lora" ? `lora r=${rank}` : `${method} r=${rank} I=${interval}`;
     console.log(
-      `fine-tuned ${model} (${how}, alpha ${opts.alpha}): ${result.steps} steps, ` +
+      `fine-tuned ${model} (${how}, alpha ${alpha}): ${result.steps} steps, ` +
         `${result.trainedTokens} tokens in ${formatDuration(seconds)}; final train loss ${
           result.finalTrainLoss.toFixed(4)
         }` +

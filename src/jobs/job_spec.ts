@@ -17,15 +17,28 @@
 import { z } from "zod";
 import type { Device } from "../runtime/device.ts";
 import type { FineTuneOptions } from "../train/fine_tune.ts";
+import { ALPHA_PER_RANK, type Method, TRAINING_DEFAULTS } from "../train/fine_tune_config.ts";
 import { TARGET_MODULES, type TargetModule } from "../train/lm_training_graph.ts";
 
-/** learning_rate_multiplier x this = the optimizer's peak learning rate. */
-export const BASE_LEARNING_RATE = 2e-4;
+/** learning_rate_multiplier x this = the optimizer's peak learning rate (the configuration's default rate). */
+export const BASE_LEARNING_RATE = TRAINING_DEFAULTS.learningRate;
 
 /** API `scaling` → fineTune `method`: column-wise ScaLoRA, its scalar variant, or plain LoRA. */
-export const SCALING_METHODS = { column: "scalora", scalar: "scalora-scalar", none: "lora" } as const;
+export const SCALING_METHODS = { column: "scalora", scalar: "scalora-scalar", none: "lora" } as const satisfies Record<
+  string,
+  Method
+>;
 export type Scaling = keyof typeof SCALING_METHODS;
 export const SCALINGS = Object.keys(SCALING_METHODS) as Scaling[];
+
+function scalingOf(method: Method): Scaling {
+  return SCALINGS.find((s) => SCALING_METHODS[s] === method)!;
+}
+
+/** The lipschitz values the API accepts: a number or "auto" (the auto rule's knobs are not exposed). */
+function apiLipschitz(l: typeof TRAINING_DEFAULTS.lipschitz): number | "auto" {
+  return typeof l === "object" ? "auto" : l;
+}
 
 export const LIMITS = {
   nEpochs: { min: 1, max: 50 },
@@ -38,14 +51,16 @@ export const LIMITS = {
   checkpointEvery: { min: 0, max: 1_000_000 },
 } as const;
 
+/** The defaults of the options a request may leave out: the fine-tuning configuration's (fine_tune_config.ts). */
 export const DEFAULTS = {
-  rank: 8,
-  /** alpha defaults to 2 x rank (scale s = alpha / rank = 2). */
-  alphaPerRank: 2,
-  scaling: "column" as Scaling,
-  interval: 10,
-  lipschitz: "auto" as const,
-  maxLength: 512,
+  rank: TRAINING_DEFAULTS.rank,
+  /** alpha defaults to this x rank. */
+  alphaPerRank: ALPHA_PER_RANK,
+  scaling: scalingOf(TRAINING_DEFAULTS.method),
+  interval: TRAINING_DEFAULTS.interval,
+  lipschitz: apiLipschitz(TRAINING_DEFAULTS.lipschitz),
+  targetModules: TRAINING_DEFAULTS.targetModules,
+  maxLength: TRAINING_DEFAULTS.maxLength,
 };
 
 /** What a request may set (after the HTTP layer's shape checks); absent or null = default / "auto". */
@@ -109,7 +124,7 @@ export function resolveHyperparameters(req: HyperparameterRequest, examples: num
     scaling: given(req.scaling) ?? DEFAULTS.scaling,
     interval: given(req.interval) ?? DEFAULTS.interval,
     lipschitz: req.lipschitz ?? DEFAULTS.lipschitz,
-    target_modules: given(req.target_modules) ? [...new Set(req.target_modules)] : [...TARGET_MODULES],
+    target_modules: [...new Set(given(req.target_modules) ?? DEFAULTS.targetModules)],
     max_length: given(req.max_length) ?? DEFAULTS.maxLength,
     checkpoint_every: given(req.checkpoint_every) ?? stepsPerEpoch,
   };

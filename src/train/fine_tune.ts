@@ -18,9 +18,13 @@
  */
 import { openCheckpoint } from "../model/checkpoint.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
-import type { Device } from "../runtime/device.ts";
 import { fingerprint } from "./fine_tune_checkpoints.ts";
-import { type FineTuneConfig, parseFineTuneOptions, TRAJECTORY_KEYS } from "./fine_tune_config.ts";
+import {
+  type FineTuneConfig,
+  type FineTuneConfigInput,
+  parseFineTuneOptions,
+  TRAJECTORY_KEYS,
+} from "./fine_tune_config.ts";
 import { prepareData } from "./fine_tune_data.ts";
 import { type CheckpointMetrics, FineTuneRun } from "./fine_tune_run.ts";
 import type { LayerDelta } from "./layer_delta.ts";
@@ -33,63 +37,12 @@ export { type CheckpointMetrics, FineTuneAborted } from "./fine_tune_run.ts";
 export { writeMergedModel } from "./merged_model.ts";
 export type { MergedModelOptions } from "./merged_model.ts";
 
-export interface FineTuneOptions {
-  /** Local checkpoint dir (or hub id via openCheckpoint). */
-  model: string;
-  /** Hub cache root (`<dataDir>/hub`); default "./data". */
-  dataDir?: string;
-  /** JSONL (OpenAI chat or prompt/completion). */
-  trainText: string;
-  validationText?: string;
-  method: "lora" | "scalora" | "scalora-scalar";
-  rank: number;
-  alpha: number;
-  rsLora?: boolean;
-  /** ScaLoRA scaling interval I (ignored by lora). */
-  interval: number;
-  /**
-   * ScaLoRA's L: a fixed value, "auto" (default), or the auto rule with its
-   * knobs (target factor RMS relative to B's init RMS, and its floor in
-   * learning rates; lipschitz.ts).
-   */
-  lipschitz?: number | "auto" | { factorScale?: number; minFactorToStep?: number };
-  /** Default: every linear layer (q, k, v, o, gate, up, down). */
-  targetModules?: string[];
-  epochs: number;
-  /** Examples per micro-batch. */
-  batchSize: number;
-  learningRate: number;
-  /** Share of the steps with linear warmup (default 0). */
-  warmupRatio?: number;
-  /** Decay after warmup (default "linear", to 0). */
-  schedule?: "linear" | "cosine" | "constant";
-  /** Global gradient-norm clip (default 1; 0 disables). */
-  maxGradNorm?: number;
-  /** Micro-batches per optimizer step (default 1). */
-  gradientAccumulation?: number;
-  /** Longest example in tokens (longer ones are truncated, with a warning). */
-  maxLength: number;
-  seed: number;
-  /** Held-out share of the training file when no validation file is given (default 0). */
-  validationFraction?: number;
-  checkpointDir: string;
-  /** Steps between checkpoints; 0 = only at the end. */
-  checkpointEvery: number;
-  /** Continue from the latest checkpoint in checkpointDir, bit-exact (none there: start fresh). */
-  resume?: boolean;
+/** fineTune's options: the configuration (fine_tune_config.ts, with its defaults) and how to report and stop. */
+export type FineTuneOptions = FineTuneConfigInput & {
   onEvent?: (e: FineTuneEvent) => void | Promise<void>;
   /** Stop between steps (cancel/pause): writes a checkpoint first when possible, then throws FineTuneAborted. */
   signal?: AbortSignal;
-  device?: Device;
-  /** Intra-op threads of the training sessions and kernels (default: all cores). */
-  threads?: number;
-  /** AdamW weight decay (default 0). */
-  weightDecay?: number;
-  /** Steps between validation passes (default checkpointEvery; 0 = only at the end). */
-  evalEvery?: number;
-  /** Checkpoints kept in checkpointDir, newest first (default 2). */
-  keepCheckpoints?: number;
-}
+};
 
 export type FineTuneEvent =
   | { type: "message"; level: "info" | "warn" | "error"; message: string }

@@ -1,0 +1,85 @@
+/**
+ * One fine-tuning configuration: its defaults are the HTTP API's and the train
+ * CLI's (neither restates one), and its trajectory keys keep the order in
+ * which checkpoints were fingerprinted.
+ */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
+import assert from "node:assert/strict";
+import { BASE_LEARNING_RATE, DEFAULTS, resolveHyperparameters, SCALING_METHODS } from "../src/jobs/job_spec.ts";
+import {
+  FineTuneOptionsError,
+  parseFineTuneOptions,
+  TRAINING_DEFAULTS,
+  TRAJECTORY_KEYS,
+} from "../src/train/fine_tune_config.ts";
+import { TARGET_MODULES } from "../src/train/lm_training_graph.ts";
+
+Deno.test("config: the training defaults", () => {
+  assert.deepEqual(TRAINING_DEFAULTS, {
+    method: "scalora",
+    rank: 8,
+    alpha: 16,
+    rsLora: false,
+    interval: 10,
+    lipschitz: "auto",
+    targetModules: [...TARGET_MODULES],
+    epochs: 3,
+    batchSize: 8,
+    learningRate: 2e-4,
+    warmupRatio: 0,
+    schedule: "linear",
+    maxGradNorm: 1,
+    gradientAccumulation: 1,
+    maxLength: 512,
+    seed: 0,
+    validationFraction: 0,
+    weightDecay: 0,
+  });
+});
+
+Deno.test("config: fineTune's options take the defaults; alpha follows the rank; bad values are refused", () => {
+  const run = { model: "m", trainText: "", checkpointDir: "c" };
+  const c = parseFineTuneOptions(run);
+  for (const [k, v] of Object.entries(TRAINING_DEFAULTS)) assert.deepEqual(c[k as keyof typeof c], v, k);
+  assert.equal(c.dataDir, "./data");
+  assert.equal(c.checkpointEvery, 0);
+  assert.equal(parseFineTuneOptions({ ...run, rank: 4 }).alpha, 8);
+  assert.equal(parseFineTuneOptions({ ...run, rank: 4, alpha: 3 }).alpha, 3);
+  assert.throws(() => parseFineTuneOptions({ ...run, rank: 0 }), FineTuneOptionsError);
+});
+
+Deno.test("config: the API's defaults are the configuration's", () => {
+  const hp = resolveHyperparameters({}, 1000);
+  assert.equal(hp.rank, TRAINING_DEFAULTS.rank);
+  assert.equal(hp.alpha, TRAINING_DEFAULTS.alpha);
+  assert.equal(SCALING_METHODS[hp.scaling], TRAINING_DEFAULTS.method);
+  assert.equal(hp.interval, TRAINING_DEFAULTS.interval);
+  assert.equal(hp.lipschitz, TRAINING_DEFAULTS.lipschitz);
+  assert.deepEqual(hp.target_modules, TRAINING_DEFAULTS.targetModules);
+  assert.equal(hp.max_length, TRAINING_DEFAULTS.maxLength);
+  assert.equal(hp.learning_rate_multiplier * BASE_LEARNING_RATE, TRAINING_DEFAULTS.learningRate);
+  assert.equal(DEFAULTS.alphaPerRank * 4, resolveHyperparameters({ rank: 4 }, 1000).alpha);
+});
+
+Deno.test("config: the trajectory keys, in the order checkpoints were fingerprinted with", () => {
+  assert.deepEqual(TRAJECTORY_KEYS, [
+    "method",
+    "rank",
+    "alpha",
+    "rsLora",
+    "interval",
+    "lipschitz",
+    "targetModules",
+    "epochs",
+    "batchSize",
+    "learningRate",
+    "warmupRatio",
+    "schedule",
+    "maxGradNorm",
+    "gradientAccumulation",
+    "maxLength",
+    "seed",
+    "validationFraction",
+    "weightDecay",
+  ]);
+});
