@@ -3,6 +3,7 @@
  * renderers from store records to API objects. Request objects are strict: a
  * misspelt hyperparameter is a 400 naming it, not a silently ignored option.
  */
+import { ALIAS_NAME_PATTERN, ALIAS_NAME_RULE, RESERVED_ALIAS_PREFIX } from "../src/registry/hot_swap.ts";
 import { z } from "@hono/zod-openapi";
 import type { CheckpointRecord } from "../src/store/checkpoint_queries.ts";
 import type { EventRecord } from "../src/store/event_queries.ts";
@@ -86,10 +87,16 @@ const MetadataSchema = z.record(
   z.string().max(512, { error: "values must be at most 512 characters" }),
 ).refine((m) => Object.keys(m).length <= 16, { error: "at most 16 keys" }).nullish();
 
-const AliasSchema = z.string().min(1).max(128)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, { error: "may contain only letters, digits, '.', '_', ':' and '-'" })
+const AliasSchema = z.string()
+  .refine((name) => !name.startsWith(RESERVED_ALIAS_PREFIX), {
+    error: `'${RESERVED_ALIAS_PREFIX}' starts version ids and is reserved; choose another alias name`,
+  })
+  .regex(ALIAS_NAME_PATTERN, { error: ALIAS_NAME_RULE })
   .nullish()
-  .openapi({ description: "On success, point this model alias at the new fine-tuned model (ScaLoRA extension)." });
+  .openapi({
+    description: "On success, point this model alias at the new fine-tuned model (ScaLoRA extension). " +
+      "The rules of PUT /v1/aliases/{name}: 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.",
+  });
 
 export const CreateJobSchema = z.strictObject({
   model: z.string().min(1).openapi({ description: "The base model to fine-tune (a model this server serves)." }),

@@ -43,7 +43,8 @@ export function requestTextGuard(): MiddlewareHandler<AppEnv> {
     if (JSON_TYPE.test(c.req.header("content-type") ?? "") && c.req.method !== "GET" && c.req.method !== "HEAD") {
       const text = await c.req.text();
       if (text.trim() === "") {
-        c.req.bodyCache.json = Promise.resolve({});
+        // What the route's validator reads (`c.req.json()` parses the cached text).
+        (c.req.bodyCache as Record<string, Promise<string>>).text = Promise.resolve("{}");
       } else if (!FREE_TEXT_BODIES.has(c.req.path)) {
         let body: unknown;
         try {
@@ -51,7 +52,6 @@ export function requestTextGuard(): MiddlewareHandler<AppEnv> {
         } catch {
           body = undefined; // malformed: the route's validator answers it
         }
-        if (body !== undefined) c.req.bodyCache.json = Promise.resolve(body); // parsed once
         const bad = body === undefined ? null : findUnstorable(body);
         if (bad) {
           throw badRequest(

@@ -2,19 +2,24 @@
  * Admin API over model versions: `GET /v1/versions` (cursor list),
  * `GET /v1/versions/{id}` (by id `ftver-…` or name `ft:…`), and
  * `POST /v1/versions/{id}/export` ({format: "hf" | "onnx"}) which writes the
- * merged model under DATA_DIR/exports/<version id>/ and answers with its path
- * once written (synchronous: an ONNX export of a 135M model takes seconds;
- * an existing export is returned at once).
+ * merged model under DATA_DIR/exports/<version id>/<export>/ and answers,
+ * once written, with that path relative to DATA_DIR and a download URL per
+ * file (synchronous: an ONNX export of a 135M model takes seconds; an
+ * existing export is returned at once), and
+ * `GET /v1/versions/{version id}/export/{export}/files/{name}` serving one
+ * of those files (only names the export lists: no path reaches outside it).
  *
  * Version names may contain `/` (hub-style bases), so `{id}` takes slashes.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
-import { fromZodError } from "./errors.ts";
+import { relative } from "node:path";
+import { ApiError, fromZodError } from "./errors.ts";
 import { errorResponses } from "./openapi_common.ts";
 import { ErrorSchema } from "./schemas.ts";
 import type { VersionRecord } from "../src/store/version_queries.ts";
 import { versionMetadata, type VersionService } from "../src/registry/versions.ts";
+import { EXPORT_NAMES, exportName } from "../src/registry/version_export.ts";
 
 export interface VersionsDeps {
   versions: VersionService;
@@ -65,8 +70,23 @@ const ExportResultSchema = z.object({
   object: z.literal("model.version.export"),
   version: z.string(),
   format: z.enum(["hf", "onnx"]),
-  path: z.string(),
+  export: z.enum(EXPORT_NAMES).openapi({ description: "The export's name: `hf`, `onnx-float32` or `onnx-float16`." }),
+  path: z.string().openapi({ description: "The export directory, relative to DATA_DIR." }),
+  files: z.array(z.object({
+    name: z.string().openapi({ example: "model.safetensors" }),
+    bytes: z.number().int(),
+    url: z.string().openapi({
+      description: "Download path on this server",
+      example: "/v1/versions/ftver-abc123/export/hf/files/model.safetensors",
+    }),
+  })),
 }).openapi("ModelVersionExport");
+
+const FileParams = z.object({
+  id: z.string().min(1).openapi({ example: "ftver-abc123", description: "The version id (as in the export's URLs)." }),
+  export: z.enum(EXPORT_NAMES),
+  name: z.string().min(1).openapi({ example: "model.safetensors" }),
+});
 
 const ListQuerySchema = z.object({
   after: z.string().optional().openapi({ description: "Cursor: the id of the last version of the previous page." }),
@@ -125,6 +145,22 @@ const exportRoute = createRoute({
   },
 });
 
+const fileRoute = createRoute({
+  method: "get",
+  path: "/v1/versions/{id}/export/{export}/files/{name}",
+  summary: "Download a file of a version's export",
+  security: [{ bearerAuth: [] }],
+  request: { params: FileParams },
+  responses: {
+    200: {
+      description: "The file's bytes",
+      content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } },
+    },
+    401: errorResponses[401],
+    404: { description: "No such version, export or file", content: { "application/json": { schema: ErrorSchema } } },
+  },
+});
+
 export function versionObject(v: VersionRecord): z.infer<typeof VersionObjectSchema> {
   const meta = versionMetadata(v);
   return {
@@ -171,6 +207,36 @@ export function versionsRoutes(deps: VersionsDeps): OpenAPIHono<AppEnv> {
     }, 200);
   });
 
+  // Before the slash-taking `{id}` route below, which would read the whole path as an id.
+  app.openAPIRegistry.registerPath(fileRoute);
+  app.openapi(
+    { ...fileRoute, path: "/v1/versions/{id{ftver-[^/]+}}/export/{export}/files/{name{.+}}", hide: true },
+    async (c) => {
+      const { id, export: name, name: file } = c.req.valid("param");
+      const record = await versions.get(id);
+      const listed = (await versions.exportFiles(record, name)).find((f) => f.name === file);
+      if (!listed) {
+        throw new ApiError(
+          404,
+          `Version ${record.id} has no exported file '${
+            file.slice(0, 200)
+          }' in '${name}' (POST /v1/versions/${record.id}/export first)`,
+          "invalid_request_error",
+          "name",
+          null,
+        );
+      }
+      const f = await Deno.open(`${versions.exportDir(record, name)}/${listed.name}`, { read: true });
+      const base = listed.name.split("/").pop()!;
+      return c.body(f.readable, 200, {
+        "Content-Type": "application/octet-stream",
+        "Content-Length": String(listed.bytes),
+        "Content-Disposition": `attachment; filename="${base.replace(/[^\x20-\x7e]|["\\%;]/g, "_")}"`,
+        "X-Content-Type-Options": "nosniff",
+      });
+    },
+  );
+
   // Documented as `{id}`, served with ids that may contain slashes.
   app.openAPIRegistry.registerPath(getRoute);
   app.openapi({ ...getRoute, path: "/v1/versions/{id{.+}}", hide: true }, async (c) => {
@@ -182,8 +248,21 @@ export function versionsRoutes(deps: VersionsDeps): OpenAPIHono<AppEnv> {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
     const record = await versions.get(id);
-    const path = await versions.exportVersion(record.id, body.format, body.dtype === "fp16" ? "float16" : "float32");
-    return c.json({ object: "model.version.export" as const, version: record.name, format: body.format, path }, 200);
+    const dtype = body.dtype === "fp16" ? "float16" : "float32";
+    const dir = await versions.exportVersion(record.id, body.format, dtype);
+    const name = exportName(body.format, dtype);
+    const files = (await versions.exportFiles(record, name)).map((f) => ({
+      ...f,
+      url: `/v1/versions/${record.id}/export/${name}/files/${f.name.split("/").map(encodeURIComponent).join("/")}`,
+    }));
+    return c.json({
+      object: "model.version.export" as const,
+      version: record.name,
+      format: body.format,
+      export: name,
+      path: relative(versions.dataDir, dir),
+      files,
+    }, 200);
   });
 
   return app;

@@ -9,6 +9,7 @@ import { ConfigError, loadConfig } from "./config.ts";
 import { ModelLoadError } from "./model/errors.ts";
 import { TokenizerLoadError } from "./model/tokenizer.ts";
 import { RegistryError } from "./registry/errors.ts";
+import { RegistryConfigError } from "./registry/registry_config.ts";
 import { DeviceUnavailableError } from "./runtime/device.ts";
 import { SessionError } from "./runtime/session.ts";
 import { ModelWorkerError } from "./runtime/worker_client.ts";
@@ -59,7 +60,8 @@ async function main(): Promise<void> {
 
 /** Expected start-up failures: reported as one line, not a stack trace. */
 function isStartupError(e: unknown): e is Error {
-  return e instanceof ConfigError || e instanceof ModelLoadError || e instanceof TokenizerLoadError ||
+  return e instanceof ConfigError || e instanceof RegistryConfigError || e instanceof ModelLoadError ||
+    e instanceof TokenizerLoadError ||
     e instanceof SessionError || e instanceof ModelWorkerError || e instanceof StoreError ||
     e instanceof RegistryError || e instanceof DeviceUnavailableError;
 }

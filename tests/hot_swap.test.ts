@@ -280,8 +280,31 @@ async function http(f: RegistryFixture): Promise<void> {
   assert.equal((await call("GET", "/v1/versions/ft:nope")).status, 404);
   r = await call("POST", `/v1/versions/${v.id}/export`, { format: "hf" });
   assert.equal(r.status, 200, JSON.stringify(r.json));
-  assert.ok((await Deno.stat(`${r.json.path}/model.safetensors`)).isFile);
-  assert.ok(r.json.path.startsWith(`${f.dataDir}/exports/`));
+  // A path relative to DATA_DIR (never the server's absolute path) and a download URL per file.
+  assert.equal(r.json.path, `exports/${v.id}/hf`);
+  assert.equal(r.json.export, "hf");
+  const weights = r.json.files.find((x: { name: string }) => x.name === "model.safetensors");
+  assert.equal(weights.url, `/v1/versions/${v.id}/export/hf/files/model.safetensors`);
+  const download = await app.request(weights.url);
+  assert.equal(download.status, 200);
+  const bytes = new Uint8Array(await download.arrayBuffer());
+  assert.equal(bytes.length, weights.bytes);
+  assert.deepEqual(bytes, await Deno.readFile(`${f.dataDir}/${r.json.path}/model.safetensors`));
+  // Only listed names: traversal, unknown files, exports not made and unknown versions are 404.
+  for (
+    const bad of [
+      `/v1/versions/${v.id}/export/hf/files/..%2F..%2Fversions`,
+      `/v1/versions/${v.id}/export/hf/files/../../../etc/passwd`,
+      `/v1/versions/${v.id}/export/hf/files/%2Fetc%2Fpasswd`,
+      `/v1/versions/${v.id}/export/hf/files/.export-complete`,
+      `/v1/versions/${v.id}/export/onnx-float32/files/config.json`,
+      `/v1/versions/ftver-nope/export/hf/files/config.json`,
+    ]
+  ) {
+    const res = await app.request(bad);
+    assert.ok(res.status === 404 || res.status === 400, `${bad}: ${res.status}`);
+    assert.equal(typeof (await res.json()).error.message, "string");
+  }
   r = await call("POST", `/v1/versions/${v.name}/export`, { format: "zip" });
   assert.equal(r.status, 400);
 }

@@ -58,6 +58,9 @@ export interface AliasCoordinatorOptions {
 }
 
 export const ALIAS_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const ALIAS_NAME_RULE = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit";
+/** Version ids start with it: an alias named so would be ambiguous. */
+export const RESERVED_ALIAS_PREFIX = "ftver-";
 
 /** The `previous` target a store rollback would restore (same stack semantics as AliasQueries.rollback). */
 export function rollbackTarget(historyNewestFirst: readonly AliasHistoryEntry[]): string | null {
@@ -188,14 +191,15 @@ export class AliasCoordinator {
   // ---------- internals ----------
 
   async #checkName(name: string): Promise<void> {
-    if (!ALIAS_NAME_PATTERN.test(name) || name.startsWith("ftver-")) {
+    if (name.startsWith(RESERVED_ALIAS_PREFIX)) {
       throw new RegistryError(
         "invalid_alias",
-        `Invalid alias name '${
-          name.slice(0, 80)
-        }': 1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit`,
+        `Invalid alias name '${name.slice(0, 80)}': the prefix '${RESERVED_ALIAS_PREFIX}' is reserved for version ids`,
         "name",
       );
+    }
+    if (!ALIAS_NAME_PATTERN.test(name)) {
+      throw new RegistryError("invalid_alias", `Invalid alias name '${name.slice(0, 80)}': ${ALIAS_NAME_RULE}`, "name");
     }
     if (this.#registry.bases.has(name) || (await this.#registry.versions.find(name)) !== null) {
       throw new RegistryError("conflict", `Alias ${name} would shadow the model of the same name`, "name");

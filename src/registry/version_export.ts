@@ -16,6 +16,43 @@ import { exportModelDirectory, type WeightSource } from "../model/serving_graph.
 export type ExportFormat = "hf" | "onnx";
 export const EXPORT_FORMATS: readonly ExportFormat[] = ["hf", "onnx"];
 
+/** The directory names of a version's exports (`exports/<version id>/<name>`), one per format and dtype. */
+export const EXPORT_NAMES = ["hf", "onnx-float32", "onnx-float16"] as const;
+export type ExportName = typeof EXPORT_NAMES[number];
+
+export function exportName(format: ExportFormat, dtype: ComputeDType): ExportName {
+  return format === "hf" ? "hf" : dtype === "float16" ? "onnx-float16" : "onnx-float32";
+}
+
+export interface ExportedFile {
+  /** Relative to the export directory, `/`-separated (`config.json`, `onnx/model.onnx`). */
+  name: string;
+  bytes: number;
+}
+
+/**
+ * The files of a finished export (empty when there is none): the only names
+ * a download may ask for, so a request can never name a path outside it.
+ */
+export async function exportedFiles(dir: string): Promise<ExportedFile[]> {
+  try {
+    await Deno.stat(`${dir}/${DONE_MARKER}`);
+  } catch {
+    return [];
+  }
+  const out: ExportedFile[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for await (const e of Deno.readDir(rel ? `${dir}/${rel}` : dir)) {
+      if (e.name.startsWith(".")) continue;
+      const name = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory) await walk(name);
+      else if (e.isFile) out.push({ name, bytes: (await Deno.stat(`${dir}/${name}`)).size });
+    }
+  };
+  await walk("");
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
 /** Marks a finished export (written last, inside the renamed directory). */
 const DONE_MARKER = ".export-complete";
 

@@ -27,7 +27,14 @@ import { validateDeltas } from "./delta_codec.ts";
 import { errorText, RegistryError } from "./errors.ts";
 import { fullServingDir, fullServingPath, patchedServingDir, patchedServingPath } from "./serving_cache.ts";
 import type { NewVersion, VersionKind } from "./types.ts";
-import { type ExportFormat, exportVersionDirectory } from "./version_export.ts";
+import {
+  type ExportedFile,
+  exportedFiles,
+  type ExportFormat,
+  type ExportName,
+  exportName,
+  exportVersionDirectory,
+} from "./version_export.ts";
 import { versionWeightSource } from "./version_source.ts";
 
 export type CompileMode = "patch" | "full";
@@ -292,18 +299,27 @@ export class VersionService {
     }
   }
 
+  /** Where a version's export of that name lives (it may not exist yet). */
+  exportDir(record: VersionRecord, name: ExportName): string {
+    return `${this.dataDir}/exports/${record.id}/${name}`;
+  }
+
+  /** The files of a finished export (none when it was not exported). */
+  exportFiles(record: VersionRecord, name: ExportName): Promise<ExportedFile[]> {
+    return exportedFiles(this.exportDir(record, name));
+  }
+
   /** Exports a version as a full HF checkpoint or a transformers.js ONNX directory; returns its path. */
   async exportVersion(idOrName: string, format: ExportFormat, dtype: ComputeDType = "float32"): Promise<string> {
     const record = await this.get(idOrName);
     const artifact = await this.openArtifact(record);
     const ckpt = await this.bases.openCheckpoint(record.baseModel);
     try {
-      const suffix = format === "onnx" ? `onnx-${dtype}` : "hf";
       return await onDiskFull("exports", () =>
         exportVersionDirectory({
           format,
           dtype,
-          target: `${this.dataDir}/exports/${record.id}/${suffix}`,
+          target: this.exportDir(record, exportName(format, dtype)),
           ckpt,
           source: versionWeightSource(ckpt, artifact),
         }));
