@@ -37,7 +37,7 @@ import { parameterCount } from "../src/model/layout.ts";
 import { Rng } from "../src/model/rng.ts";
 import { TINY_PRESETS, type TinyPreset } from "../src/model/tiny_model.ts";
 import { GraphBuilder } from "../src/onnx/builder.ts";
-import type { TransferBytes } from "../src/runtime/causal_lm.ts";
+import type { TransferBytes } from "../src/runtime/transfer.ts";
 import { type Device, DEVICES, probeDevices } from "../src/runtime/device.ts";
 import { ort } from "../src/runtime/ort.ts";
 import { openGraphSession } from "../src/runtime/session.ts";

@@ -21,6 +21,13 @@ export interface MergeInput {
   s: number;
 }
 
+/** A merge over a W tensor (host or device): see MergeKernel.runTensors. */
+export interface MergeTensorInput extends Omit<MergeInput, "W"> {
+  W: ort.Tensor;
+}
+
+type MergeShape = Pick<MergeInput, "m" | "n" | "k">;
+
 export interface MergeKernelOptions extends SessionOptions {
   /** Most output bytes per run (default 256 MiB). */
   maxOutputBytes?: number;
@@ -38,17 +45,34 @@ export class MergeKernel {
   /** Returns the merged weights (new buffers), in input order; `into` receives each as it is ready. */
   async run(items: readonly MergeInput[], into?: (index: number, W: Float32Array) => void): Promise<Float32Array[]> {
     for (const [i, it] of items.entries()) {
-      const ok = it.W.length === it.m * it.n && it.A.length === it.m * it.k && it.B.length === it.n * it.k &&
-        it.c.length === it.k && it.k > 0;
+      if (it.W.length !== it.m * it.n) throw new KernelError(`Merge: item ${i} W does not match m=${it.m} n=${it.n}`);
+    }
+    const tensors = items.map((it) => ({ ...it, W: new ort.Tensor("float32", it.W, [it.m, it.n]) }));
+    const out = await this.runTensors(tensors, (i, W) => into?.(i, W.data as Float32Array));
+    return out.map((W) => W.data as Float32Array);
+  }
+
+  /**
+   * The same over W tensors wherever they live: on WebGPU with gpu-buffer
+   * outputs (the session options' outputLocation) the merge never leaves the
+   * device. Results in input order; `into` receives each as it is ready.
+   */
+  async runTensors(
+    items: readonly MergeTensorInput[],
+    into?: (index: number, W: ort.Tensor) => void,
+  ): Promise<ort.Tensor[]> {
+    for (const [i, it] of items.entries()) {
+      const ok = it.W.dims[0] === it.m && it.W.dims[1] === it.n && it.A.length === it.m * it.k &&
+        it.B.length === it.n * it.k && it.c.length === it.k && it.k > 0;
       if (!ok) throw new KernelError(`Merge: item ${i} buffers do not match m=${it.m} n=${it.n} k=${it.k}`);
     }
-    const results: Float32Array[] = [];
+    const results: ort.Tensor[] = [];
     for (const chunk of chunks(items, this.#budget)) {
       const key = chunk.map((it) => `${it.m}x${it.n}x${it.k}`).join(",");
       const session = await this.#sessions.get(key, () => buildModel(chunk));
       const feeds: Record<string, ort.Tensor> = {};
       chunk.forEach((it, i) => {
-        feeds[`W.${i}`] = new ort.Tensor("float32", it.W, [it.m, it.n]);
+        feeds[`W.${i}`] = it.W;
         feeds[`A.${i}`] = new ort.Tensor("float32", it.A, [it.m, it.k]);
         feeds[`B.${i}`] = new ort.Tensor("float32", it.B, [it.n, it.k]);
         feeds[`c.${i}`] = new ort.Tensor("float32", it.c, [it.k]);
@@ -56,7 +80,7 @@ export class MergeKernel {
       });
       const out = await session.run(feeds);
       chunk.forEach((_, i) => {
-        const W = out[`Wout.${i}`].data as Float32Array;
+        const W = out[`Wout.${i}`];
         into?.(results.length, W);
         results.push(W);
       });
@@ -69,9 +93,9 @@ export class MergeKernel {
   }
 }
 
-function chunks(items: readonly MergeInput[], budget: number): MergeInput[][] {
-  const out: MergeInput[][] = [];
-  let cur: MergeInput[] = [], bytes = 0;
+function chunks<T extends MergeShape>(items: readonly T[], budget: number): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [], bytes = 0;
   for (const it of items) {
     const b = it.m * it.n * 4;
     if (cur.length && bytes + b > budget) {
@@ -86,7 +110,7 @@ function chunks(items: readonly MergeInput[], budget: number): MergeInput[][] {
   return out;
 }
 
-function buildModel(items: readonly MergeInput[]) {
+function buildModel(items: readonly MergeShape[]) {
   const g = new GraphBuilder("merge");
   g.addFunction(mergeFn);
   items.forEach((it, i) => {

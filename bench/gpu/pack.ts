@@ -32,9 +32,10 @@ const LIMIT = Number(values["limit-mib"]) * 2 ** 20;
 const NM = "node_modules/.deno";
 /** What bench/gpu.ts and the model worker import from npm (checked against `deno info` below). */
 const ROOTS = ["@huggingface/transformers", "hono", "onnx-proto", "onnxruntime-node", "zod"];
-/** Paths (relative to a package's own directory) not needed on linux-x64 under Deno. */
+const ORT_BINARIES = "bin/napi-v6/linux/x64/";
+/** Paths (relative to a package's own directory; directories end in "/") not needed on linux-x64 under Deno. */
 const PRUNE: Record<string, (path: string) => boolean> = {
-  "onnxruntime-node": (p) => p.startsWith("bin/") && !p.startsWith("bin/napi-v6/linux/x64/"),
+  "onnxruntime-node": (p) => p.startsWith("bin/") && !p.startsWith(ORT_BINARIES) && !ORT_BINARIES.startsWith(p),
   "onnxruntime-web": (p) => p.endsWith(".wasm") || p.endsWith(".map"),
   "@types/node": () => true,
 };
@@ -97,7 +98,13 @@ while (stack.length) {
   stack.push(...await linkedDirs(d));
 }
 
-await Deno.remove(OUT, { recursive: true }).catch(() => {});
+// The compressed Deno binary takes minutes (xz -9): reused when the last pack made it from this Deno.
+const lastDeno = await Deno.readTextFile(`${OUT}/manifest.json`).then((t) => JSON.parse(t).deno).catch(() => null);
+const keepDeno = lastDeno === Deno.version.deno && (await Deno.stat(`${OUT}/deno.xz`).catch(() => null)) !== null;
+await Deno.mkdir(OUT, { recursive: true });
+for await (const e of Deno.readDir(OUT)) {
+  if (!(keepDeno && e.name === "deno.xz")) await Deno.remove(`${OUT}/${e.name}`, { recursive: true });
+}
 const stage = `${OUT}/stage`;
 await Deno.mkdir(`${stage}/node_modules/.deno`, { recursive: true });
 for (const d of dirs) {
@@ -120,16 +127,34 @@ for (const d of dirs) {
     await walk(own);
   }
 }
+// Deno's hoisted links (node_modules/.deno/node_modules): packages import some undeclared dependencies
+// (transformers.js imports onnxruntime-common) and resolve them there.
+const hoisted = join(NM, "node_modules");
+const hoist = async (path: string) => {
+  for await (const e of Deno.readDir(path)) {
+    const p = join(path, e.name);
+    if (e.isDirectory && e.name.startsWith("@")) await hoist(p);
+    else if (e.isSymlink && dirs.has(relative(NM, await Deno.realPath(p)).split("/")[0])) {
+      const to = join(stage, "node_modules/.deno/node_modules", relative(hoisted, p));
+      await Deno.mkdir(dirname(to), { recursive: true });
+      await Deno.symlink(await Deno.readLink(p), to);
+    }
+  }
+};
+await hoist(hoisted);
 // Top-level links the project resolves its imports through.
 for (const name of ROOTS) {
   const link = join(stage, "node_modules", name);
   await Deno.mkdir(dirname(link), { recursive: true });
-  await Deno.symlink(relative(dirname(link), join(stage, "node_modules/.deno", await rootDir(name), "node_modules", name)), link);
+  await Deno.symlink(
+    relative(dirname(link), join(stage, "node_modules/.deno", await rootDir(name), "node_modules", name)),
+    link,
+  );
 }
 await run("tar", ["-cJf", "../node_modules.tar.xz", "node_modules"], { cwd: stage });
 await Deno.remove(stage, { recursive: true });
 
-await run("sh", ["-c", `xz -9 -T0 -c "${Deno.execPath()}" > "${OUT}/deno.xz"`]);
+if (!keepDeno) await run("sh", ["-c", `xz -9 -T0 -c "${Deno.execPath()}" > "${OUT}/deno.xz"`]);
 
 await Deno.mkdir(`${OUT}/debs`, { recursive: true });
 let debs = "";
@@ -141,7 +166,9 @@ try {
 }
 
 const files = ["deno.xz", "node_modules.tar.xz", ...debs.split("\n").filter(Boolean).map((f) => `debs/${f}`)];
-const sizes = Object.fromEntries(await Promise.all(files.map(async (f) => [f, await sizeOf(`${OUT}/${f}`)])));
+const sizes: Record<string, number> = Object.fromEntries(
+  await Promise.all(files.map(async (f) => [f, await sizeOf(`${OUT}/${f}`)] as const)),
+);
 const total = Object.values(sizes).reduce((a, b) => a + b, 0);
 const manifest = {
   deno: Deno.version.deno,

@@ -40,8 +40,8 @@ if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && ! compgen -G "/usr/shar
 fi
 
 export DENO_DIR="$WORK/deno-dir" NO_COLOR=1
-# --cached-only: never reach for a registry; node_modules holds every package.
-DENO=(deno run --cached-only --no-check -A)
+# node_modules holds every package: use it as is (manual) and never reach for a registry (cached-only).
+DENO=(deno run --node-modules-dir=manual --cached-only --no-check -A)
 echo "== deno $(deno --version | head -n 1 | cut -d' ' -f2); VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
 

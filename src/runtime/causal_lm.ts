@@ -11,6 +11,7 @@ import type { Device } from "./device.ts";
 import { disposeLayers } from "./device_kv.ts";
 import { ort, type OrtSession, type OrtTensor } from "./ort.ts";
 import { createSession, type OutputLocation, type SessionOptions } from "./session.ts";
+import { hostBytes, NO_TRANSFER, type TransferBytes } from "./transfer.ts";
 
 export interface KvCache {
   readonly layers: LayerKv[];
@@ -34,12 +35,6 @@ export interface ForwardInput {
 export interface LayerKv {
   key: OrtTensor;
   value: OrtTensor;
-}
-
-/** Bytes a run copied between host and device memory (0 on the CPU, where there is no device). */
-export interface TransferBytes {
-  hostToDevice: number;
-  deviceToHost: number;
 }
 
 interface Logits {
@@ -84,12 +79,6 @@ export function servingOutputLocations(config: ModelConfig): Record<string, Outp
     }
   }
   return map;
-}
-
-function hostBytes(tensors: Iterable<OrtTensor>): number {
-  let n = 0;
-  for (const t of tensors) if (t.location === "cpu") n += (t.data as ArrayBufferView).byteLength;
-  return n;
 }
 
 export class CausalLM {
@@ -187,7 +176,7 @@ export class CausalLM {
       kv: past.layers.map((_, i) => ({ key: out[keyName(i)], value: out[valueName(i)] })),
       length: total,
       transfer: this.device === "cpu"
-        ? { hostToDevice: 0, deviceToHost: 0 }
+        ? NO_TRANSFER
         : { hostToDevice: hostBytes(Object.values(feeds)), deviceToHost: hostBytes(fetched) },
     };
   }

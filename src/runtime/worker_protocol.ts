@@ -8,7 +8,7 @@
  */
 import type { ModelConfig } from "../model/config.ts";
 import type { ComputeDType } from "../model/decoder_graph.ts";
-import type { TransferBytes } from "./causal_lm.ts";
+import type { TransferBytes } from "./transfer.ts";
 import type { Device } from "./device.ts";
 
 /** What the worker needs to open a compiled serving model. */

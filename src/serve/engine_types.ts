@@ -5,7 +5,7 @@
  * owns queueing, continuous batching, sampling and detokenization.
  */
 import { ApiError } from "../errors.ts";
-import type { TransferBytes } from "../runtime/causal_lm.ts";
+import type { TransferBytes } from "../runtime/transfer.ts";
 import type { SamplingParams } from "./sampler.ts";
 
 export interface GenerationRequest {

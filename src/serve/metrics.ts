@@ -5,7 +5,7 @@
  * pulled from `stats()` at scrape time.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { TransferBytes } from "../runtime/causal_lm.ts";
+import type { TransferBytes } from "../runtime/transfer.ts";
 import type { EngineStats } from "./engine_types.ts";
 
 export interface EngineSource {

@@ -14,7 +14,7 @@
  * once, which the HTTP layer turns into 429/503.
  */
 import type { Tokenizer } from "../model/tokenizer.ts";
-import type { TransferBytes } from "../runtime/causal_lm.ts";
+import type { TransferBytes } from "../runtime/transfer.ts";
 import type { DecodeResult, PrefillPrompt, PrefillResult } from "../runtime/worker_protocol.ts";
 import { ModelWorkerError } from "../runtime/worker_client.ts";
 import {

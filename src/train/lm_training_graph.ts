@@ -35,7 +35,13 @@ import { IGNORE_INDEX } from "./dataset.ts";
 import { type FrozenWeightLayout, LoraGraph, LOSS_OUTPUT, type TrainingGraphIO } from "./lora_graph.ts";
 import { TrainingSession } from "./training_session.ts";
 import type { AdapterFactors, AdapterSpec, StepResult, TrainingModel } from "./types.ts";
-import { BakedWeightState, CpuWeightState, type FrozenLayer, type GraphWeightState } from "./weight_state.ts";
+import {
+  BakedWeightState,
+  CpuWeightState,
+  DeviceWeightState,
+  type FrozenLayer,
+  type GraphWeightState,
+} from "./weight_state.ts";
 
 export const TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
 export type TargetModule = typeof TARGET_MODULES[number];
@@ -218,7 +224,11 @@ export interface LmTrainingModelOptions {
   /** Profile the training session into files with this prefix (see runtime/placement.ts). */
   profilePrefix?: string;
   dtype?: ComputeDType;
-  /** How adapted W are held: "input" (default on CPU) or "baked" (default on a GPU). */
+  /**
+   * How adapted W are held: "input" (default on the CPU, host memory; and on
+   * WebGPU, device tensors merged on the device) or "baked" (default on CUDA:
+   * initializers plus pending low-rank merges).
+   */
   weightLayout?: "input" | "baked";
   /** BakedWeightState's re-bake threshold. */
   maxPendingRank?: number;
@@ -248,10 +258,12 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
       // A copy: the state merges in place, and a source may hand out buffers it keeps (tests' memory models).
       layers.set(a.name, { m: a.m, n: a.n, data: (await source.read(`${a.name}.weight`)).slice() });
     }
-    const kind = opts.weightLayout ?? (device === "cpu" ? "input" : "baked");
+    const kind = opts.weightLayout ?? (device === "cuda" ? "baked" : "input");
     const stateOpts = { device, threads: opts.threads };
     const weights: GraphWeightState = kind === "baked"
       ? new BakedWeightState(layers, { ...stateOpts, maxPendingRank: opts.maxPendingRank })
+      : device === "webgpu"
+      ? await DeviceWeightState.create(layers, stateOpts)
       : new CpuWeightState(layers, stateOpts);
     try {
       const { graph, io } = buildLmTrainingGraph(source, adapters, weights.layout, { dtype: opts.dtype });

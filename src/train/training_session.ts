@@ -5,7 +5,7 @@
  * state re-bakes (its initializers changed).
  */
 import type { Graph } from "../onnx/ir.ts";
-import type { TransferBytes } from "../runtime/causal_lm.ts";
+import { hostBytes, NO_TRANSFER, type TransferBytes } from "../runtime/transfer.ts";
 import { ort, type OrtSession, type OrtTensor } from "../runtime/ort.ts";
 import { openGraphSession, type SessionOptions } from "../runtime/session.ts";
 import { loraNames, type TrainingGraphIO } from "./lora_graph.ts";
@@ -74,10 +74,9 @@ export class TrainingSession {
     const fetches = [this.io.loss, ...this.io.metrics];
     if (wantGrads) { for (const g of this.io.grads.values()) fetches.push(g.A, g.B); }
     const out = await this.#session.run(feeds, fetches);
-    const bytes = (ts: Iterable<OrtTensor>) => [...ts].reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0);
     const transfer = this.options.device === "cpu"
-      ? { hostToDevice: 0, deviceToHost: 0 }
-      : { hostToDevice: bytes(Object.values(feeds)), deviceToHost: bytes(fetches.map((f) => out[f])) };
+      ? NO_TRANSFER
+      : { hostToDevice: hostBytes(Object.values(feeds)), deviceToHost: hostBytes(fetches.map((f) => out[f])) };
     const grads = new Map<string, AdapterGradients>();
     if (wantGrads) {
       for (const [name, g] of this.io.grads) {

@@ -8,7 +8,7 @@
  * (out x in, HF layout); its adapter is W_eff = W + s · A Bᵀ with A (m x r,
  * output side, zero at init) and B (n x r, input side, random at init).
  */
-import type { TransferBytes } from "../runtime/causal_lm.ts";
+import type { TransferBytes } from "../runtime/transfer.ts";
 
 export interface AdapterSpec {
   /** HF module path, e.g. `model.layers.0.self_attn.q_proj` (or `probe` in the synthetic task). */

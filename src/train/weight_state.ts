@@ -4,8 +4,13 @@
  * - `CpuWeightState`: W is a graph input over JS memory (ORT CPU wraps input
  *   buffers without a copy); merges run the Merge kernel and copy the result
  *   back into the same buffer, so the next run sees it.
- * - `BakedWeightState`: W is a graph initializer (on a GPU it stays on the
- *   device; inputs are copied host→device every run). Merges since the last
+ * - `DeviceWeightState` (WebGPU): W is a graph input too, but a GPU tensor
+ *   that never leaves the device: merges run the Merge kernel on the device
+ *   and replace it (no session is rebuilt, nothing is copied per step);
+ *   snapshots download it. Same graph and snapshot format as the CPU's.
+ * - `BakedWeightState` (CUDA, whose onnxruntime-node binding has no device
+ *   tensors): W is a graph initializer, so it stays on the device, and
+ *   inputs are copied host→device every run. Merges since the last
  *   bake are carried as low-rank factors `pending.<name>.U/V` (small inputs);
  *   when a layer's pending rank exceeds `maxPendingRank` every layer is
  *   re-baked (Merge kernel) and `generation` increases, telling sessions built
@@ -13,6 +18,7 @@
  *   which is how it is tested here.
  */
 import { MergeKernel } from "../../kernels/merge.ts";
+import { DeviceCopier } from "../runtime/device_copy.ts";
 import { ort, type OrtTensor } from "../runtime/ort.ts";
 import type { Device } from "../runtime/session.ts";
 import { type FrozenWeightLayout, loraNames } from "./lora_graph.ts";
@@ -128,6 +134,116 @@ export class CpuWeightState extends BaseWeightState implements GraphWeightState 
       const data = [...this.layers].map(([name, l]) => snapshotTensor(snapshot, loraNames.weight(name), l.m * l.n));
       [...this.layers.values()].forEach((l, i) => l.data.set(data[i]));
     });
+  }
+}
+
+/**
+ * Frozen weights as device tensors (WebGPU): uploaded once, merged on the
+ * device, fed to every run as gpu-buffer inputs, downloaded only for
+ * snapshots and dense copies.
+ */
+export class DeviceWeightState implements GraphWeightState {
+  readonly layout: FrozenWeightLayout = { kind: "input" };
+  readonly generation = 0;
+  readonly #shapes: Map<string, { m: number; n: number }>;
+  readonly #tensors = new Map<string, OrtTensor>();
+  readonly #merger: MergeKernel;
+  readonly #copier = new DeviceCopier();
+
+  private constructor(layers: ReadonlyMap<string, FrozenLayer>, opts: WeightStateOptions) {
+    this.#shapes = new Map([...layers].map(([name, l]) => [name, { m: l.m, n: l.n }]));
+    this.#merger = new MergeKernel({ device: "webgpu", threads: opts.threads, outputLocation: "gpu-buffer" });
+  }
+
+  /** Uploads every layer (the host arrays are not kept). */
+  static async create(layers: ReadonlyMap<string, FrozenLayer>, opts: WeightStateOptions = {}) {
+    for (const [name, l] of layers) {
+      if (l.data.length !== l.m * l.n) throw new WeightStateError(`${name}: ${l.data.length} values for ${l.m}x${l.n}`);
+    }
+    const state = new DeviceWeightState(layers, opts);
+    try {
+      for (const [name, l] of layers) state.#tensors.set(name, await state.#copier.upload(l.data, [l.m, l.n]));
+    } catch (e) {
+      await state.release();
+      throw e;
+    }
+    return state;
+  }
+
+  #shape(name: string): { m: number; n: number } {
+    const s = this.#shapes.get(name);
+    if (!s) throw new WeightStateError(`no frozen weight "${name}"`);
+    return s;
+  }
+
+  feeds(): Record<string, OrtTensor> {
+    const out: Record<string, OrtTensor> = {};
+    for (const [name, t] of this.#tensors) out[loraNames.weight(name)] = t;
+    return out;
+  }
+
+  mergeLowRank(name: string, U: Float32Array, V: Float32Array, k: number): Promise<void> {
+    return this.mergeLowRankMany([{ name, U, V, k }]);
+  }
+
+  async mergeLowRankMany(merges: readonly LowRankMerge[]): Promise<void> {
+    const live = merges.filter((mg) => {
+      const { m, n } = this.#shape(mg.name);
+      if (mg.U.length !== m * mg.k || mg.V.length !== n * mg.k || (mg.c && mg.c.length !== mg.k)) {
+        throw new WeightStateError(`merge into "${mg.name}": factors do not match ${m}x${n} at rank ${mg.k}`);
+      }
+      return mg.k > 0;
+    });
+    const inputs = live.map((mg) => ({
+      ...this.#shape(mg.name),
+      k: mg.k,
+      W: this.#tensors.get(mg.name)!,
+      A: mg.U,
+      B: mg.V,
+      c: mg.c ?? ones(mg.k),
+      s: mg.scale ?? 1,
+    }));
+    await this.#merger.runTensors(inputs, (i, W) => {
+      this.#tensors.get(live[i].name)!.dispose();
+      this.#tensors.set(live[i].name, W);
+    });
+  }
+
+  async dense(name: string): Promise<Float32Array> {
+    this.#shape(name);
+    return await this.#copier.download(this.#tensors.get(name)!);
+  }
+
+  async snapshot(): Promise<WeightSnapshot> {
+    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [name, t] of this.#tensors) {
+      const { m, n } = this.#shape(name);
+      tensors.set(loraNames.weight(name), { shape: [m, n], data: await this.#copier.download(t) });
+    }
+    return { kind: "input", tensors };
+  }
+
+  async restore(snapshot: WeightSnapshot): Promise<void> {
+    if (snapshot.kind !== "input") {
+      throw new WeightStateError(`cannot restore a "${snapshot.kind}" snapshot on device weights`);
+    }
+    // Validate every tensor before replacing any.
+    const data = [...this.#shapes].map(([name, s]) =>
+      [name, snapshotTensor(snapshot, loraNames.weight(name), s.m * s.n)] as const
+    );
+    for (const [name, d] of data) {
+      const { m, n } = this.#shape(name);
+      const t = await this.#copier.upload(d, [m, n]);
+      this.#tensors.get(name)?.dispose();
+      this.#tensors.set(name, t);
+    }
+  }
+
+  async release(): Promise<void> {
+    for (const t of this.#tensors.values()) t.dispose();
+    this.#tensors.clear();
+    await this.#merger.release();
+    await this.#copier.release();
   }
 }
 
