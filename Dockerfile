@@ -5,8 +5,10 @@ FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 # Deno from its official binary image (same version as the README commands).
 COPY --from=denoland/deno:bin-2.9.6 /deno /usr/local/bin/deno
 
+# libvulkan1: the Vulkan loader, so WebGPU (onnxruntime's bundled Dawn) can reach the NVIDIA
+# driver's Vulkan ICD, which the NVIDIA container toolkit mounts with the "graphics" capability.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libvulkan1 \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -23,7 +25,9 @@ COPY kernels ./kernels
 COPY migrations ./migrations
 RUN deno cache src/main.ts
 
-ENV DEVICE=cuda \
+# auto: CUDA when its provider and the driver are present, else WebGPU on the GPU, else the CPU.
+ENV DEVICE=auto \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics \
     HOST=0.0.0.0 \
     PORT=8000 \
     DATA_DIR=/data

@@ -32,10 +32,10 @@ export class ScalingGramsKernel {
   readonly #sessions: KernelSessions;
 
   constructor(options: SessionOptions) {
-    // Float64 Grams (see scalingGramsFn): WebGPU has no float64, so there they
-    // run on the CPU provider, from the host arrays the factors and gradients
-    // are held in anyway (O((m + n)·r²) per layer).
-    this.#sessions = new KernelSessions({ ...options, device: options.device === "webgpu" ? "cpu" : options.device });
+    // On the CPU provider whatever the training device: the factors and
+    // gradients are host arrays (a GPU run would copy 16 bytes per adapter
+    // parameter for O((m + n)·r²) flops per layer), and WebGPU has no float64.
+    this.#sessions = new KernelSessions({ ...options, device: "cpu" });
   }
 
   async run(layers: readonly GramInput[]): Promise<ScalingGrams[]> {

@@ -25,8 +25,10 @@ export interface CudaProbe {
   /** First line of /proc/driver/nvidia/version, when an NVIDIA driver is loaded. */
   driver: string | null;
   usable: boolean;
-  /** Why it is not usable (empty when usable). */
+  /** Why it is not usable (empty when usable), with what to do. */
   reason: string;
+  /** The same in a few words each, for `auto`'s log line. */
+  missing: string[];
 }
 
 export interface WebGpuProbe {
@@ -73,12 +75,24 @@ export function probeCuda(): CudaProbe {
     providerLibrary = null;
   }
   const driver = firstLine("/proc/driver/nvidia/version");
-  const missing = [
-    providerLibrary ? null : "onnxruntime-node's CUDA provider (libonnxruntime_providers_cuda.so) is not installed " +
-      "(install with ONNXRUNTIME_NODE_INSTALL=cuda12 and scripts allowed, as the Dockerfile does)",
-    driver ? null : "no NVIDIA driver is loaded (/proc/driver/nvidia/version is missing)",
+  const problems = [
+    providerLibrary ? null : {
+      short: "no CUDA provider library",
+      long: "onnxruntime-node's CUDA provider (libonnxruntime_providers_cuda.so) is not installed " +
+        "(install with ONNXRUNTIME_NODE_INSTALL=cuda12 and scripts allowed, as the Dockerfile does)",
+    },
+    driver ? null : {
+      short: "no NVIDIA driver",
+      long: "no NVIDIA driver is loaded (/proc/driver/nvidia/version is missing)",
+    },
   ].filter((x) => x !== null);
-  return { providerLibrary, driver, usable: missing.length === 0, reason: missing.join("; ") };
+  return {
+    providerLibrary,
+    driver,
+    usable: problems.length === 0,
+    reason: problems.map((p) => p.long).join("; "),
+    missing: problems.map((p) => p.short),
+  };
 }
 
 export function probeWebGpu(vulkan: VulkanProbe = probeVulkan()): WebGpuProbe {
@@ -142,7 +156,9 @@ export function chooseDevice(requested: DeviceRequest, probe: DeviceProbe = prob
       if (webgpu.hardware.length > 0) {
         return {
           device: "webgpu",
-          reason: `auto: no CUDA (${cuda.reason}); WebGPU on hardware adapter ${describe(webgpu.hardware[0])}`,
+          reason: `auto: no CUDA (${cuda.missing.join(", ")}); WebGPU on hardware adapter ${
+            describe(webgpu.hardware[0])
+          }`,
           software: false,
         };
       }
@@ -151,7 +167,7 @@ export function chooseDevice(requested: DeviceRequest, probe: DeviceProbe = prob
           webgpu.vulkan.ok ? webgpu.vulkan.devices.map(describe).join(", ") : ""
         }), slower than the CPU kernels`
         : `no WebGPU adapter (${webgpu.reason})`;
-      return { device: "cpu", reason: `auto: no CUDA (${cuda.reason}); ${gpu}`, software: false };
+      return { device: "cpu", reason: `auto: no CUDA (${cuda.missing.join(", ")}); ${gpu}`, software: false };
     }
   }
 }

@@ -44,7 +44,10 @@ export class AdapterOptimizer {
       const zA = () => new Float32Array(a.m * a.rank), zB = () => new Float32Array(a.n * a.rank);
       this.moments.set(a.name, { mA: zA(), vA: zA(), mB: zB(), vB: zB() });
     }
-    this.#kernel = new AdamWKernel(kernel);
+    // The factors, gradients and moments are host arrays, so the update runs on the CPU provider
+    // whatever the training device: on a GPU it would copy 28 bytes per adapter parameter each step
+    // (p, g, m, v up; p, m, v down) to save ~10 flops per parameter.
+    this.#kernel = new AdamWKernel({ ...kernel, device: "cpu" });
   }
 
   /**
