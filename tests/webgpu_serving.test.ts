@@ -127,6 +127,27 @@ for (const arch of ARCHS) {
 }
 
 webgpuTest(
+  "fp16 engine: KV graphs in half precision; batched rows (joins, leaves) generate what each row does alone",
+  async () => {
+    const { root, dir } = await tinyModelDir("llama");
+    const gpu = await createEngine(dir, { dtype: "float16", dataDir: `${root}/data`, device: "webgpu" });
+    try {
+      const solo: Generated[] = [];
+      for (let p = 0; p < PROMPTS.length; p++) solo.push(await greedy(gpu, p));
+      let third: Promise<Generated> | null = null;
+      const firstTwo = await Promise.all([
+        greedy(gpu, 0, (n) => (n === 5 ? third = greedy(gpu, 2) : null)),
+        greedy(gpu, 1),
+      ]);
+      [...firstTwo, await third!].forEach((g, i) => assert.deepEqual(g.tokens, solo[i].tokens, `prompt ${i}`));
+    } finally {
+      await gpu.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+webgpuTest(
   "fp16 on the device tracks fp32 on the CPU (prefill logits, then device-resident decode steps)",
   async () => {
     const { root, dir } = await tinyModelDir("qwen3");
