@@ -34,6 +34,8 @@ interface RepoSpec {
   dir: string;
   /** 403 GatedRepo unless the request carries TOKEN. */
   gated?: boolean;
+  /** Answer 404 RepoNotFound (as the hub does for some clients) instead of 401. */
+  gone?: boolean;
 }
 
 /**
@@ -89,6 +91,9 @@ class StandInHub {
     if (!m) return new Response("not found", { status: 404 });
     const [, owner, name, revision, file] = m;
     const repo = this.repos.get(`${owner}/${name}`);
+    if (repo?.gone) {
+      return new Response("Repository not found", { status: 404, headers: { "X-Error-Code": "RepoNotFound" } });
+    }
     if (!repo) {
       return new Response("Repository not found", { status: 401, headers: { "X-Error-Code": "RepoNotFound" } });
     }
@@ -280,6 +285,11 @@ hubTest("sharded index: every shard fetched once and the checkpoint reads as the
 hubTest("unknown repository (401 or 404 RepoNotFound), unknown revision, missing weights", async (f) => {
   const cacheDir = `${f.root}/cache`;
   await rejectsWith(openCheckpoint("org/nope", { cacheDir }), /"org\/nope" does not exist on the Hugging Face hub/);
+  f.hub.repos.set("org/gone", { dir: f.single, gone: true });
+  await rejectsWith(
+    openCheckpoint("org/gone", { cacheDir }),
+    /"org\/gone" does not exist on the Hugging Face hub \(HTTP 404, RepoNotFound\)/,
+  );
   await rejectsWith(
     downloadFromHub("org/single", { cacheDir, revision: "v9" }),
     /"org\/single" on the Hugging Face hub has no such revision/,

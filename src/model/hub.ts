@@ -14,6 +14,7 @@
  * place, with a timeout so an unreachable hub fails in seconds.
  */
 import { ModelLoadError } from "./errors.ts";
+import { isDiskFull } from "../disk_space.ts";
 import { isFile, pathExists } from "../path_checks.ts";
 
 export interface HubOptions {
@@ -188,8 +189,17 @@ async function fetchToFile(
         if (chunk.done) break;
         received += chunk.value.length;
         let written = 0;
-        while (written < chunk.value.length) {
-          written += await out.write(chunk.value.subarray(written));
+        try {
+          while (written < chunk.value.length) {
+            written += await out.write(chunk.value.subarray(written));
+          }
+        } catch (e) {
+          if (!isDiskFull(e)) throw e;
+          throw new ModelLoadError(
+            `cannot download ${file} of "${id}": the disk holding ${dest} is full (${received} bytes in); free space ` +
+              "there and start again",
+            { file, cause: e },
+          );
         }
       }
     } finally {
