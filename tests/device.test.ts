@@ -4,6 +4,7 @@
  * but unusable. The probe of this machine itself is exercised by the WebGPU
  * tier and `deno task doctor`.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { gpuNotes } from "../src/cli/doctor_report.ts";
 import {

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { Rng } from "../src/model/rng.ts";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
 import type { LayerDelta } from "../src/train/layer_delta.ts";
-import { FineTuneAborted, fineTune, type FineTuneOptions } from "../src/train/fine_tune.ts";
+import { fineTune, FineTuneAborted, type FineTuneOptions } from "../src/train/fine_tune.ts";
 import { openRegistryFixture, randomDeltas, type RegistryFixture } from "./helpers/registry_fixtures.ts";
 import { webgpuTest } from "./helpers/webgpu.ts";
 
@@ -88,45 +88,48 @@ for (const method of ["lora", "scalora"] as const) {
   });
 }
 
-webgpuTest("scalora on WebGPU: a run paused at a checkpoint resumes to the uninterrupted run's deltas, bit for bit", async () => {
-  const root = await Deno.makeTempDir({ prefix: "webgpu-resume-" });
-  try {
-    await generateTinyModel({ out: `${root}/model`, arch: "llama", preset: "tiny", tokenizer: "bytes", seed: 4 });
-    const opts: Omit<FineTuneOptions, "checkpointDir"> = {
-      model: `${root}/model`,
-      trainText: facts(40),
-      method: "scalora",
-      rank: 2,
-      alpha: 4,
-      interval: 1,
-      epochs: 2,
-      batchSize: 8,
-      learningRate: 1e-2,
-      maxLength: 32,
-      seed: 3,
-      checkpointEvery: 3,
-      threads: 1,
-      device: "webgpu",
-    };
-    const straight = await fineTune({ ...opts, checkpointDir: `${root}/straight` });
-    const controller = new AbortController();
-    const first = await fineTune({
-      ...opts,
-      checkpointDir: `${root}/resumed`,
-      signal: controller.signal,
-      onEvent: (e) => {
-        if (e.type === "metrics" && e.step === 4) controller.abort("pause");
-      },
-    }).then(() => null, (e) => e);
-    assert.ok(first instanceof FineTuneAborted, String(first));
-    // The device weights went through a snapshot (download) and come back through restore (upload).
-    const rest = await fineTune({ ...opts, checkpointDir: `${root}/resumed`, resume: true });
-    assert.equal(rest.steps, straight.steps);
-    assert.deepEqual(rest.deltas, straight.deltas);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
+webgpuTest(
+  "scalora on WebGPU: a run paused at a checkpoint resumes to the uninterrupted run's deltas, bit for bit",
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "webgpu-resume-" });
+    try {
+      await generateTinyModel({ out: `${root}/model`, arch: "llama", preset: "tiny", tokenizer: "bytes", seed: 4 });
+      const opts: Omit<FineTuneOptions, "checkpointDir"> = {
+        model: `${root}/model`,
+        trainText: facts(40),
+        method: "scalora",
+        rank: 2,
+        alpha: 4,
+        interval: 1,
+        epochs: 2,
+        batchSize: 8,
+        learningRate: 1e-2,
+        maxLength: 32,
+        seed: 3,
+        checkpointEvery: 3,
+        threads: 1,
+        device: "webgpu",
+      };
+      const straight = await fineTune({ ...opts, checkpointDir: `${root}/straight` });
+      const controller = new AbortController();
+      const first = await fineTune({
+        ...opts,
+        checkpointDir: `${root}/resumed`,
+        signal: controller.signal,
+        onEvent: (e) => {
+          if (e.type === "metrics" && e.step === 4) controller.abort("pause");
+        },
+      }).then(() => null, (e) => e);
+      assert.ok(first instanceof FineTuneAborted, String(first));
+      // The device weights went through a snapshot (download) and come back through restore (upload).
+      const rest = await fineTune({ ...opts, checkpointDir: `${root}/resumed`, resume: true });
+      assert.equal(rest.steps, straight.steps);
+      assert.deepEqual(rest.deltas, straight.deltas);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
 
 webgpuTest("a version hot-swaps in and rolls back on a WebGPU engine, serving what the CPU serves", async () => {
   const prompt = [84, 104, 101, 32, 99, 97, 116];
