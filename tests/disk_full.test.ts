@@ -271,8 +271,11 @@ Deno.test({
       });
       assert.equal(paused.error?.code, "insufficient_storage", JSON.stringify(paused.error));
       assert.match(paused.error?.message ?? "", /disk is full/);
-      const events = (await client.fineTuning.jobs.listEvents(job.id, { limit: 100 })).data.map((e) => e.message);
-      assert.ok(events.some((m) => /Training paused: the disk is full.*resumes by itself/.test(m)), events.join("\n"));
+      // The event follows the status change (it is written after it, and may be retried): wait for it.
+      await until("the pause event", async () => {
+        const events = (await client.fineTuning.jobs.listEvents(job.id, { limit: 100 })).data.map((e) => e.message);
+        return events.some((m) => /Training paused: the disk is full.*resumes by itself/.test(m)) ? true : null;
+      }, 30_000);
 
       // Room again: it resumes from its checkpoint and finishes.
       await Deno.remove(filler);
