@@ -3,6 +3,11 @@
  * required. With `disk` (the data directory's filesystem), /ready reports its
  * free space and disk pressure, and /metrics exports it: a full disk stops
  * writes (507) but not serving, so readiness itself does not change.
+ *
+ * With `database`, /ready also asks the database: a replica that lost it
+ * keeps serving the models it has loaded but answers 503 `unavailable`, so a
+ * load balancer sends new traffic elsewhere until the database is back.
+ * `replica` names this replica and the job it trains (others only report it).
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { Gauge } from "prom-client";
@@ -15,11 +20,23 @@ export interface HealthDeps {
   ready: () => boolean;
   metrics: ServerMetrics;
   disk?: DiskSpace;
+  /** True while the database answers (checked on each /ready). */
+  database?: () => Promise<boolean>;
+  /** This replica's lease-owner name and the job it is training. */
+  replica?: () => { id: string; trainingJob: string | null };
 }
 
 const Status = z.object({ status: z.string() });
 const ReadyStatus = z.object({
-  status: z.enum(["ready", "loading"]),
+  status: z.enum(["ready", "loading", "unavailable"]).openapi({
+    description:
+      "`loading`: the model is not loaded yet; `unavailable`: the database does not answer (serving goes on).",
+  }),
+  database: z.enum(["ok", "unreachable"]).optional(),
+  replica: z.object({
+    id: z.string().openapi({ description: "Lease owner name of this replica (host:data dir)." }),
+    training_job: z.string().nullable().openapi({ description: "The job this replica trains now." }),
+  }).optional(),
   disk: z.object({
     free_bytes: z.number().int(),
     total_bytes: z.number().int(),
@@ -43,7 +60,10 @@ const ready = createRoute({
   summary: "Readiness: the model is loaded (with the data directory's free space and disk pressure)",
   responses: {
     200: { description: "Ready to serve", content: { "application/json": { schema: ReadyStatus } } },
-    503: { description: "Still loading", content: { "application/json": { schema: ReadyStatus } } },
+    503: {
+      description: "Still loading, or the database does not answer",
+      content: { "application/json": { schema: ReadyStatus } },
+    },
   },
 });
 
@@ -67,9 +87,13 @@ export function healthRoutes(deps: HealthDeps): OpenAPIHono<AppEnv> {
         pressure: usage.pressure,
       }
       : undefined;
-    return deps.ready()
-      ? c.json({ status: "ready" as const, disk }, 200)
-      : c.json({ status: "loading" as const, disk }, 503);
+    const database = deps.database ? ((await deps.database()) ? "ok" as const : "unreachable" as const) : undefined;
+    const r = deps.replica?.();
+    const replica = r ? { id: r.id, training_job: r.trainingJob } : undefined;
+    const extra = { disk, ...(database ? { database } : {}), ...(replica ? { replica } : {}) };
+    if (!deps.ready()) return c.json({ status: "loading" as const, ...extra }, 503);
+    if (database === "unreachable") return c.json({ status: "unavailable" as const, ...extra }, 503);
+    return c.json({ status: "ready" as const, ...extra }, 200);
   });
   if (deps.disk) registerDiskGauges(deps.metrics, deps.disk);
   app.openapi(metrics, async (c) => {

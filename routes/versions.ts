@@ -226,9 +226,9 @@ export function versionsRoutes(deps: VersionsDeps): OpenAPIHono<AppEnv> {
           null,
         );
       }
-      const f = await Deno.open(`${versions.exportDir(record, name)}/${listed.name}`, { read: true });
+      const f = await versions.openExportFile(record, name, listed);
       const base = listed.name.split("/").pop()!;
-      return c.body(f.readable, 200, {
+      return c.body(f.stream, 200, {
         "Content-Type": "application/octet-stream",
         "Content-Length": String(listed.bytes),
         "Content-Disposition": `attachment; filename="${base.replace(/[^\x20-\x7e]|["\\%;]/g, "_")}"`,

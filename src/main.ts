@@ -14,6 +14,7 @@ import { DeviceUnavailableError } from "./runtime/device.ts";
 import { SessionError } from "./runtime/session.ts";
 import { ModelWorkerError } from "./runtime/worker_client.ts";
 import { createServices } from "./services.ts";
+import { ArtifactStoreConfigError } from "./store/artifact_store.ts";
 import { StoreError } from "./store/errors.ts";
 
 async function main(): Promise<void> {
@@ -63,7 +64,7 @@ function isStartupError(e: unknown): e is Error {
   return e instanceof ConfigError || e instanceof RegistryConfigError || e instanceof ModelLoadError ||
     e instanceof TokenizerLoadError ||
     e instanceof SessionError || e instanceof ModelWorkerError || e instanceof StoreError ||
-    e instanceof RegistryError || e instanceof DeviceUnavailableError;
+    e instanceof RegistryError || e instanceof DeviceUnavailableError || e instanceof ArtifactStoreConfigError;
 }
 
 try {

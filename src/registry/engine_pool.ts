@@ -22,6 +22,8 @@ import type { ProbeResult } from "./probe.ts";
 export interface LoadedEngine {
   engine: GenerationEngine;
   tokenizer: Tokenizer;
+  /** Called once the engine has closed (e.g. unpins its serving directory in the local cache). */
+  onClose?: () => void;
 }
 
 export type EntryState = "loading" | "ready" | "draining" | "closed";
@@ -35,9 +37,18 @@ export class PoolEntry {
   probe: Promise<ProbeResult> | null = null;
   closed: Promise<void> | null = null;
   readonly ready: Promise<LoadedEngine>;
+  /** Resolves once the entry is closed for good (or failed to load). */
+  readonly gone: Promise<void>;
+  #gone!: () => void;
 
   constructor(readonly key: string, readonly bytes: number, load: () => Promise<LoadedEngine>) {
+    this.gone = new Promise((resolve) => (this.#gone = resolve));
     this.ready = load();
+  }
+
+  /** @internal by EnginePool */
+  markGone(): void {
+    this.#gone();
   }
 
   busy(): boolean {
@@ -97,6 +108,7 @@ export class EnginePool {
         if (this.#entries.get(key) === e) this.#entries.delete(key);
         this.#draining.delete(e);
         e.state = "closed";
+        e.markGone();
         this.#onEvent({ type: "load_failed", key, error });
       });
     }
@@ -133,10 +145,16 @@ export class EnginePool {
     return { usedBytes: used, drainingBytes: draining, entries: this.#entries.size, draining: this.#draining.size };
   }
 
-  /** Drops `key` from the pool (e.g. an engine that failed validation); it closes once idle. */
-  evict(key: string): void {
+  /**
+   * Drops `key` from the pool (e.g. an engine that failed validation); it
+   * closes once idle. Resolves when it has closed (its in-flight requests
+   * finished), at once when there was none.
+   */
+  evict(key: string): Promise<void> {
     const e = this.#entries.get(key);
-    if (e) this.#evictEntry(e);
+    if (!e) return Promise.resolve();
+    this.#evictEntry(e);
+    return e.gone;
   }
 
   /** Evicts everything and waits for every engine to drain and close. */
@@ -187,6 +205,8 @@ export class EnginePool {
     e.closed = engine.close().catch((err) => console.error(`closing engine ${e.key}: ${err}`)).finally(() => {
       e.state = "closed";
       this.#draining.delete(e);
+      e.loaded?.onClose?.();
+      e.markGone();
       this.#onEvent({ type: "closed", key: e.key });
     });
   }

@@ -86,6 +86,7 @@ export class ModelRegistry implements ModelResolver {
     });
     this.#unsubscribe = [
       this.versions.onCreated((v) => this.#remember(v)),
+      // The deletion's artifacts go once the engine drained (in-flight requests finish first).
       this.versions.onDeleted((v) => this.#forget(v.name)),
     ];
   }
@@ -94,8 +95,13 @@ export class ModelRegistry implements ModelResolver {
   async refresh(): Promise<void> {
     const all = await this.versions.all();
     const names = new Set(all.map((v) => v.name));
-    // Versions deleted (here or by another replica) leave the catalog and the pool.
-    for (const name of [...this.#byName.keys()]) if (!names.has(name)) this.#forget(name);
+    // Versions deleted (here or by another replica) leave the catalog and the pool, then the local disk.
+    for (const [name, v] of [...this.#byName]) {
+      if (names.has(name)) continue;
+      this.#forget(name).then(() => this.versions.purgeLocal(v)).catch((e) =>
+        console.error(`removing the local files of deleted ${name} failed: ${errorText(e)}`)
+      );
+    }
     for (const v of all) this.#remember(v);
   }
 
@@ -113,11 +119,12 @@ export class ModelRegistry implements ModelResolver {
     Deno.unrefTimer(this.#refreshTimer);
   }
 
-  #forget(name: string): void {
+  /** Drops a version from the catalog and its engine from the pool; resolves once the engine closed. */
+  #forget(name: string): Promise<void> {
     const v = this.#byName.get(name);
     if (v) this.#idToName.delete(v.id);
     this.#byName.delete(name);
-    this.pool.evict(name);
+    return this.pool.evict(name);
   }
 
   #remember(v: VersionRecord): void {
@@ -241,12 +248,19 @@ export class ModelRegistry implements ModelResolver {
         : this.#opts.patchBase === false
         ? prepared.compiledDir
         : await this.versions.baseServingDir(baseId);
-      const engine = await createEngine({ ...prepared, source: target.id, compiledDir }, {
-        ...this.#opts.scheduler,
-        threads: this.#opts.threads,
-        modelId: target.id,
-      });
-      return { engine, tokenizer: prepared.tokenizer };
+      // A loaded engine's serving directory stays in the local cache until the engine closes.
+      const unpin = this.versions.cache?.pin(compiledDir) ?? (() => {});
+      try {
+        const engine = await createEngine({ ...prepared, source: target.id, compiledDir }, {
+          ...this.#opts.scheduler,
+          threads: this.#opts.threads,
+          modelId: target.id,
+        });
+        return { engine, tokenizer: prepared.tokenizer, onClose: unpin };
+      } catch (e) {
+        unpin();
+        throw e;
+      }
     } catch (e) {
       if (e instanceof RegistryError || e instanceof InsufficientStorageError) throw e;
       if (isDiskFull(e)) throw new InsufficientStorageError("serving directories", { cause: e });

@@ -27,6 +27,8 @@ export interface Database {
   readonly backend: Backend;
   /** LISTEN on a channel; resolves once listening, to an unsubscribe function. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /** Resolves true when a trivial query answers within `timeoutMs` (readiness: a replica that lost its database). */
+  ping(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -82,6 +84,7 @@ async function openPglite(dataDir: string): Promise<Database> {
         const unlisten = await open.listen(channel, onPayload);
         return () => unlisten();
       },
+      ping: (timeoutMs) => withTimeout(open.query("select 1").then(() => true), timeoutMs).catch(() => false),
       close: async () => {
         try {
           await open.close();
@@ -109,6 +112,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
       const sub = await client.listen(channel, onPayload);
       return () => sub.unlisten();
     },
+    ping: (timeoutMs) => withTimeout(client`select 1`.then(() => true), timeoutMs).catch(() => false),
     close: () => client.end({ timeout: 5 }),
   };
 }
@@ -130,4 +134,13 @@ async function migratePostgresLocked(url: string, options: { onnotice: () => voi
   } finally {
     await client.end({ timeout: 5 });
   }
+}
+
+/** `p`, or a rejection after `ms` (the query itself is left to finish or fail on its own). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

@@ -122,10 +122,18 @@ export class FileService {
         if (blob.bytes === 0) throw new FileError("invalid_file", "The file is empty");
         if (!staged.utf8) throw new FileError("invalid_file", "The file is not valid UTF-8 text (JSONL expected)");
       }
-      return await this.store.files.create(
-        { filename: displayFilename(meta.filename), purpose: meta.purpose, bytes: blob.bytes, sha256: blob.sha256 },
-        () => this.blobs.commit(blob),
-      );
+      // An object store gets the bytes before the transaction; the commit inside it then only checks they are there.
+      await onDiskFull("files", () => this.blobs.publish(blob));
+      try {
+        return await this.store.files.create(
+          { filename: displayFilename(meta.filename), purpose: meta.purpose, bytes: blob.bytes, sha256: blob.sha256 },
+          () => this.blobs.commit(blob),
+        );
+      } catch (e) {
+        // Do not leave a published object nothing names (it goes only if nothing else references the hash).
+        if (this.blobs.artifacts.remote) await this.releaseBlob(blob.sha256).catch(() => {});
+        throw e;
+      }
     } finally {
       // Gone if committed; otherwise do not leave it in .tmp.
       await this.blobs.discard(blob);

@@ -28,6 +28,8 @@ export interface Store {
   readonly checkpoints: CheckpointQueries;
   readonly versions: VersionQueries;
   readonly aliases: AliasQueries;
+  /** True when the database answers within `timeoutMs` (default 2 s). */
+  ping(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -73,6 +75,7 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     checkpoints: reportDiskFull(new CheckpointQueries(db)),
     versions: reportDiskFull(new VersionQueries(db)),
     aliases: reportDiskFull(new AliasQueries(db, database.listen)),
+    ping: (timeoutMs = 2000) => database.ping(timeoutMs),
     close: () => closed ??= database.close(),
   };
   databases.set(store, database);
