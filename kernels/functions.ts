@@ -10,7 +10,10 @@ export const SCALORA_DOMAIN = "ai.scalora";
 const OPSETS = { "": 21 };
 const DOUBLE = 11;
 
-function node(op: string, inputs: string[], outputs: string[], attributes: Record<string, Attribute> = {}): Node {
+/** The standard ops the function bodies use (a misspelt op name is a type error, not a session failure). */
+type BodyOp = "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Sqrt" | "Gemm" | "Cast" | "Constant";
+
+function node(op: BodyOp, inputs: string[], outputs: string[], attributes: Record<string, Attribute> = {}): Node {
   return { op, domain: "", name: outputs[0], inputs, outputs, attributes };
 }
 const int = (value: number): Attribute => ({ kind: "int", value });

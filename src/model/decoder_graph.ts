@@ -8,7 +8,7 @@
  * their KV head (q reshaped to [B, kvHeads, rep·S, hd]) so K/V are never
  * repeated in memory.
  */
-import type { GraphBuilder } from "../onnx/builder.ts";
+import { type GraphBuilder, MS_DOMAIN } from "../onnx/builder.ts";
 import type { DType, TensorArray, Value } from "../onnx/ir.ts";
 import type { ModelConfig } from "./config.ts";
 import { encodeBf16, encodeF16 } from "./half.ts";
@@ -132,7 +132,7 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
     // Written as Pow→ReduceMean→Add→Sqrt→Div→Mul: the pattern onnxruntime fuses
     // into one SimplifiedLayerNormalization kernel.
     const x32 = g.cast(x, "float32");
-    const variance = g.reduceMean(g.op1("Pow", [x32, g.constant(2, "float32", [])]), [-1]);
+    const variance = g.reduceMean(g.pow(x32, g.constant(2, "float32", [])), [-1]);
     const rms = g.sqrt(g.add(variance, g.constant(config.rmsNormEps, "float32", [])));
     return g.mul(g.cast(g.div(x32, rms), dtype), w(weightName));
   };
@@ -150,14 +150,14 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
     const one = g.constant(1, "int64", []);
     const keyPos = g.unsqueeze(g.sub(g.op1("CumSum", [attentionMask, one]), one), [1, 2]); // [B,1,1,T]
     const queryPos = g.unsqueeze(positionIds, [1, 3]); // [B,1,S,1]
-    let allowed = g.op1("LessOrEqual", [keyPos, queryPos]);
+    let allowed = g.lessOrEqual(keyPos, queryPos);
     if (config.slidingWindow !== null) {
       // HF Mistral: query p sees keys k with p - window < k <= p.
       const lower = g.sub(queryPos, g.constant(config.slidingWindow, "int64", []));
-      allowed = g.op1("And", [allowed, g.op1("Greater", [keyPos, lower])]);
+      allowed = g.and(allowed, g.greater(keyPos, lower));
     }
-    const present = g.unsqueeze(g.op1("Equal", [attentionMask, one]), [1, 2]); // [B,1,1,T]
-    allowed = g.op1("And", [allowed, present]); // [B,1,S,T]
+    const present = g.unsqueeze(g.equal(attentionMask, one), [1, 2]); // [B,1,1,T]
+    allowed = g.and(allowed, present); // [B,1,S,T]
     // Built in float32 and cast: not every EP has half-precision Where kernels.
     const bias = g.cast(g.where(allowed, g.scalar(0, "float32"), g.scalar(lowest(dtype), "float32")), dtype);
     return rep === 1 ? bias : g.concat(Array(rep).fill(bias), 2);
@@ -220,7 +220,7 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
   // max(x) − max(logSoftmax(x)) = log Σ exp(x), without cancellation.
   const rowMax = (x: Value) =>
     g.op1("ReduceMax", [x, g.constant([-1])], { keepdims: 1 }, { types: [{ dtype: "float32", shape: null }] });
-  const logSumExp = opts.kvCache ? g.sub(rowMax(logits), rowMax(g.op1("LogSoftmax", [logits], { axis: -1 }))) : null;
+  const logSumExp = opts.kvCache ? g.sub(rowMax(logits), rowMax(g.logSoftmax(logits, -1))) : null;
   return { inputIds, attentionMask, positionIds, logits, logSumExp, past, present };
 }
 
@@ -237,8 +237,8 @@ function rotaryFromOps(g: GraphBuilder, config: ModelConfig, dtype: ComputeDType
     const freqs = g.mul(pos, invFreq);
     const emb = g.concat([freqs, freqs], -1);
     return {
-      cos: g.cast(g.unsqueeze(g.op1("Cos", [emb]), [1]), dtype),
-      sin: g.cast(g.unsqueeze(g.op1("Sin", [emb]), [1]), dtype),
+      cos: g.cast(g.unsqueeze(g.cos(emb), [1]), dtype),
+      sin: g.cast(g.unsqueeze(g.sin(emb), [1]), dtype),
     };
   });
   return (x: Value): Value => {
@@ -272,7 +272,7 @@ function fusedRotary(g: GraphBuilder, config: ModelConfig, dtype: ComputeDType, 
   const sin = g.initializer("rotary.sin_cache", dtype, [rows, half], table(Math.sin));
   return (x: Value, names?: string[]): Value =>
     g.op1("RotaryEmbedding", [x, positionIds, cos, sin], { interleaved: 0 }, {
-      domain: "com.microsoft",
+      domain: MS_DOMAIN,
       types: [{ dtype: x.dtype, shape: x.shape }],
       names,
     });
@@ -286,7 +286,7 @@ function keepLastPositions(g: GraphBuilder, h: Value): Value {
   const keep = g.input(IO_NAMES.numLogitsToKeep, "int64", []);
   const zero = g.constant(0, "int64", []);
   const seq = g.gather(g.shapeOf(h), g.constant(1, "int64", []));
-  const start = g.where(g.op1("Equal", [keep, zero]), zero, g.op1("Max", [g.sub(seq, keep), zero]));
+  const start = g.where(g.equal(keep, zero), zero, g.max(g.sub(seq, keep), zero));
   const shape = h.shape ? [h.shape[0], "logits_length", ...h.shape.slice(2)] : null;
   return g.op1(
     "Slice",

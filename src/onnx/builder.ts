@@ -445,6 +445,9 @@ export class GraphBuilder {
   }
 
   // ---- op helpers -------------------------------------------------------
+  // Typed helpers for the ops graph builders use more than once; `op` / `op1`
+  // take any other op by name (and custom domains, with explicit types).
+
   add(a: Value, b: Value): Value {
     return this.op1("Add", [a, b]);
   }
@@ -457,8 +460,48 @@ export class GraphBuilder {
   div(a: Value, b: Value): Value {
     return this.op1("Div", [a, b]);
   }
+  /** Elementwise maximum of two (broadcast) operands. */
+  max(a: Value, b: Value): Value {
+    return this.op1("Max", [a, b]);
+  }
+  pow(a: Value, exponent: Value): Value {
+    return this.op1("Pow", [a, exponent]);
+  }
   neg(a: Value): Value {
     return this.op1("Neg", [a]);
+  }
+  exp(a: Value): Value {
+    return this.op1("Exp", [a]);
+  }
+  log(a: Value): Value {
+    return this.op1("Log", [a]);
+  }
+  sin(a: Value): Value {
+    return this.op1("Sin", [a]);
+  }
+  cos(a: Value): Value {
+    return this.op1("Cos", [a]);
+  }
+  sign(a: Value): Value {
+    return this.op1("Sign", [a]);
+  }
+  equal(a: Value, b: Value): Value {
+    return this.op1("Equal", [a, b]);
+  }
+  greater(a: Value, b: Value): Value {
+    return this.op1("Greater", [a, b]);
+  }
+  greaterOrEqual(a: Value, b: Value): Value {
+    return this.op1("GreaterOrEqual", [a, b]);
+  }
+  less(a: Value, b: Value): Value {
+    return this.op1("Less", [a, b]);
+  }
+  lessOrEqual(a: Value, b: Value): Value {
+    return this.op1("LessOrEqual", [a, b]);
+  }
+  and(a: Value, b: Value): Value {
+    return this.op1("And", [a, b]);
   }
   sqrt(a: Value): Value {
     return this.op1("Sqrt", [a]);
@@ -479,11 +522,21 @@ export class GraphBuilder {
     if (a.dtype === to) return a;
     return this.op1("Cast", [a], { to: dtypeToOnnx(to) });
   }
-  reshape(x: Value, shape: number[]): Value {
-    return this.op1("Reshape", [x, this.constant(shape)]);
+  /**
+   * A constant target shape (its values known to inference), or a runtime
+   * shape value, whose result is declared `as` (the caller knows it; else unknown).
+   */
+  reshape(x: Value, shape: number[] | Value, as: Shape | null = null): Value {
+    if (Array.isArray(shape)) return this.op1("Reshape", [x, this.constant(shape)]);
+    return this.op1("Reshape", [x, shape], {}, { types: [{ dtype: x.dtype, shape: as }] });
   }
-  transpose(x: Value, perm: number[]): Value {
+  /** `perm` omitted: the axes reversed. */
+  transpose(x: Value, perm?: number[]): Value {
     return this.op1("Transpose", [x], { perm });
+  }
+  /** Broadcasts `x` to a runtime `shape`, declared `as`. */
+  expand(x: Value, shape: Value, as: Shape | null): Value {
+    return this.op1("Expand", [x, shape], {}, { types: [{ dtype: x.dtype, shape: as }] });
   }
   unsqueeze(x: Value, axes: number[]): Value {
     return this.op1("Unsqueeze", [x, this.constant(axes)]);
@@ -510,6 +563,17 @@ export class GraphBuilder {
   }
   softmax(x: Value, axis = -1): Value {
     return this.op1("Softmax", [x], { axis });
+  }
+  logSoftmax(x: Value, axis = -1): Value {
+    return this.op1("LogSoftmax", [x], { axis });
+  }
+  /** Element count, an int64 scalar. */
+  size(x: Value): Value {
+    return this.op1("Size", [x]);
+  }
+  /** Writes `updates` into `data` at `indices` (reduction "add": repeated indices accumulate). */
+  scatterND(data: Value, indices: Value, updates: Value, reduction?: "add"): Value {
+    return this.op1("ScatterND", [data, indices, updates], { reduction });
   }
   where(cond: Value, a: Value, b: Value): Value {
     return this.op1("Where", [cond, a, b]);

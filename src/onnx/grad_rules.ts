@@ -79,7 +79,7 @@ export function withShapeOf(g: GraphBuilder, v: Value, x: Value): Value {
 
 export function reshapeLike(g: GraphBuilder, v: Value, x: Value): Value {
   if (sameShape(v.shape, x.shape)) return v;
-  return g.op1("Reshape", [v, shapeOf(g, x)], {}, { types: [{ dtype: v.dtype, shape: x.shape }] });
+  return g.reshape(v, shapeOf(g, x), x.shape);
 }
 
 /** ConstantOfShape filled with 0 (all-zero bits: any dtype) or 1 (int64/float32/float64). */
@@ -114,7 +114,7 @@ export function zerosLike(g: GraphBuilder, x: Value, anchor?: Value): Value {
 
 /** Ones shaped like `x` (the default seed of a non-scalar loss). */
 export function onesLike(g: GraphBuilder, x: Value): Value {
-  return g.op1("Expand", [g.scalar(1, x.dtype), shapeOf(g, x)], {}, { types: [{ dtype: x.dtype, shape: x.shape }] });
+  return g.expand(g.scalar(1, x.dtype), shapeOf(g, x), x.shape);
 }
 
 function scalarOf(g: GraphBuilder, value: number, like: Value): Value {
@@ -157,11 +157,11 @@ export function unbroadcast(g: GraphBuilder, grad: Value, x: Value, ref: Shape |
   const sg = g.shapeOf(grad);
   const extra = g.sub(g.shapeOf(sg), g.shapeOf(sx));
   const padded = g.concat([filled(g, extra, "int64", null, 1), sx], 0);
-  const isOne = g.op1("Equal", [padded, g.constant(1, "int64", [])]);
+  const isOne = g.equal(padded, g.constant(1, "int64", []));
   const nz = g.op1("NonZero", [isOne], {}, { types: [{ dtype: "int64", shape: [1, g.freshSymbol()] }] });
   const axes = g.reshape(nz, [-1]);
   const summed = g.op1("ReduceSum", [grad, axes], { keepdims: 1, noop_with_empty_axes: 1 });
-  return g.op1("Reshape", [summed, sx], {}, { types: [{ dtype: grad.dtype, shape: xs }] });
+  return g.reshape(summed, sx, xs);
 }
 
 /** Flips the last two axes of a value of rank >= 2. */
@@ -179,7 +179,7 @@ function wrapIndices(g: GraphBuilder, idx: Value, data: Value, axis: number): Va
     ? g.constant(d, idx.dtype, [])
     : g.cast(g.gather(g.shapeOf(data), g.constant(axis, "int64", [])), idx.dtype);
   const zero = g.constant(0, idx.dtype, []);
-  return g.where(g.op1("Less", [idx, zero]), g.add(idx, dim), idx);
+  return g.where(g.less(idx, zero), g.add(idx, dim), idx);
 }
 
 // ---- rules -------------------------------------------------------------------
@@ -200,7 +200,7 @@ const extremum: GradRule = ({ g, inputs, outputs, dOut, needs }) => {
   const y = outputs[0], dy = dOut[0]!;
   const xs = inputs as Value[];
   if (xs.length === 1) return [dy];
-  const masks = xs.map((x) => g.cast(g.op1("Equal", [y, x]), y.dtype));
+  const masks = xs.map((x) => g.cast(g.equal(y, x), y.dtype));
   const count = masks.slice(1).reduce((acc, m) => g.add(acc, m), masks[0]);
   const share = g.div(dy, count);
   return xs.map((x, i) => needs[i] ? unbroadcast(g, g.mul(share, masks[i]), x, y.shape) : null);
@@ -215,7 +215,7 @@ const reduction = (mean: boolean): GradRule => ({ g, node, inputs, outputs, dOut
   if (intAttr(node, "keepdims", 1) === 0 && axesV) {
     d = g.op1("Unsqueeze", [d, axesV], {}, { types: [{ dtype: d.dtype, shape: null }] });
   }
-  let dx = g.op1("Expand", [d, shapeOf(g, x)], {}, { types: [{ dtype: x.dtype, shape: x.shape }] });
+  let dx = g.expand(d, shapeOf(g, x), x.shape);
   if (mean) {
     // The count is static when the reduced dims are, even if other dims are symbolic.
     const axes = axesV ? g.constantValues(axesV) : x.shape?.map((_, i) => i) ?? null;
@@ -224,7 +224,7 @@ const reduction = (mean: boolean): GradRule => ({ g, node, inputs, outputs, dOut
     if (dims && dims.every((d) => typeof d === "number")) {
       count = scalarOf(g, (dims as number[]).reduce((a, b) => a * b, 1), x);
     } else {
-      const size = (v: Value) => g.cast(g.op1("Size", [v]), x.dtype);
+      const size = (v: Value) => g.cast(g.size(v), x.dtype);
       count = g.div(size(x), size(y));
     }
     dx = g.div(dx, count);
@@ -255,7 +255,7 @@ const matmul: GradRule = ({ g, inputs, outputs, dOut, needs }) => {
       const rows = (v: Value, last: Shape[number] | undefined) =>
         typeof last === "number"
           ? g.reshape(v, [-1, last])
-          : g.op1("Reshape", [v, g.concat([g.constant([-1]), g.gather(g.shapeOf(v), g.constant([-1]))], 0)]);
+          : g.reshape(v, g.concat([g.constant([-1]), g.gather(g.shapeOf(v), g.constant([-1]))], 0));
       db = withShapeOf(g, g.matmul(g.transpose(rows(a2, k), [1, 0]), rows(dy, n)), b2);
     } else {
       db = unbroadcast(g, g.matmul(swapLast(g, a2, "MatMul"), dy), b2, [...batch, ...b2.shape!.slice(-2)]);
@@ -291,14 +291,14 @@ const gather: GradRule = ({ g, node, inputs, dOut }) => {
   const idx = g.unsqueeze(wrapIndices(g, indices, data, axis), [-1]);
   let dy = dOut[0]!;
   if (axis === 0) {
-    return [g.op1("ScatterND", [zerosLike(g, data, dy), idx, dy], { reduction: "add" })];
+    return [g.scatterND(zerosLike(g, data, dy), idx, dy, "add")];
   }
   // Move the gathered axis first, scatter along it, move it back.
   const dataPerm = [axis, ...range(axis), ...range(r - axis - 1, axis + 1)];
   dy = g.transpose(dy, [...range(q, axis), ...range(axis), ...range(r - axis - 1, axis + q)]);
   const permDims = dataPerm.map((p) => data.shape![p]);
   const base = zeros(g, data.dtype, permDims, () => g.gather(g.shapeOf(data), g.constant(dataPerm)), dy);
-  const scattered = g.op1("ScatterND", [base, idx, dy], { reduction: "add" });
+  const scattered = g.scatterND(base, idx, dy, "add");
   const inverse = range(r).map((i) => dataPerm.indexOf(i));
   return [withShapeOf(g, g.transpose(scattered, inverse), data)];
 };
@@ -336,7 +336,7 @@ const slice: GradRule = ({ g, inputs, dOut }) => {
     });
     if (ok) return [g.op1("Pad", [dy, g.constant(pads)], {}, { types: [{ dtype: dy.dtype, shape: xs }] })];
   }
-  const size = g.op1("Size", [x!]);
+  const size = g.size(x!);
   const iota = g.op1("Range", [g.constant(0, "int64", []), size, g.constant(1, "int64", [])]);
   const params = [startsV, endsV, axesV ?? null, stepsV ?? null];
   while (params.at(-1) === null) params.pop(); // omitted optional inputs must not leave empty names
@@ -346,7 +346,7 @@ const slice: GradRule = ({ g, inputs, dOut }) => {
   const flatIdx = g.reshape(picked, [-1, 1]);
   const numel = isStatic(xs) ? [xs.reduce((a, b) => a * b, 1)] : null;
   const base = zeros(g, x!.dtype, numel, () => g.reshape(size, [1]), dy);
-  const flat = g.op1("ScatterND", [base, flatIdx, g.reshape(dy, [-1])]);
+  const flat = g.scatterND(base, flatIdx, g.reshape(dy, [-1]));
   return [reshapeLike(g, flat, x!)];
 };
 
@@ -372,7 +372,7 @@ const split: GradRule = ({ g, node, inputs, outputs, dOut }) => {
 
 const transpose: GradRule = ({ g, node, dOut }) => {
   const perm = intsAttr(node, "perm");
-  if (!perm) return [g.op1("Transpose", [dOut[0]!])]; // reversal is its own inverse
+  if (!perm) return [g.transpose(dOut[0]!)]; // reversal is its own inverse
   return [g.transpose(dOut[0]!, range(perm.length).map((i) => perm.indexOf(i)))];
 };
 
@@ -403,16 +403,16 @@ const pow: GradRule = ({ g, inputs, outputs, dOut, needs }) => {
     const k = g.constantValues(e);
     if (k && k.length === 1 && e.shape?.length === 0) {
       const p = k[0] - 1;
-      const xp = p === 0 ? null : p === 1 ? x : g.op1("Pow", [x, scalarOf(g, p, x)]);
+      const xp = p === 0 ? null : p === 1 ? x : g.pow(x, scalarOf(g, p, x));
       const coeff = xp ? g.mul(xp, scalarOf(g, k[0], x)) : scalarOf(g, k[0], x);
       dx = g.mul(dy, coeff);
     } else {
       const ef = g.cast(e, x.dtype);
-      dx = g.mul(dy, g.mul(ef, g.op1("Pow", [x, g.sub(ef, scalarOf(g, 1, x))])));
+      dx = g.mul(dy, g.mul(ef, g.pow(x, g.sub(ef, scalarOf(g, 1, x)))));
     }
     dx = unbroadcast(g, dx, x, y.shape);
   }
-  if (needs[1]) de = unbroadcast(g, g.mul(dy, g.mul(y, g.op1("Log", [x]))), e, y.shape);
+  if (needs[1]) de = unbroadcast(g, g.mul(dy, g.mul(y, g.log(x))), e, y.shape);
   return [dx, de];
 };
 
@@ -425,7 +425,7 @@ const softmax: GradRule = ({ g, node, outputs, dOut }) => {
 const logSoftmax: GradRule = ({ g, node, outputs, dOut }) => {
   const y = outputs[0], dy = dOut[0]!;
   const axis = intAttr(node, "axis", -1);
-  return [g.sub(dy, g.mul(g.op1("Exp", [y]), g.reduceSum(dy, [axis], true)))];
+  return [g.sub(dy, g.mul(g.exp(y), g.reduceSum(dy, [axis], true)))];
 };
 
 const expand: GradRule = ({ g, inputs, outputs, dOut }) => [unbroadcast(g, dOut[0]!, inputs[0]!, outputs[0].shape)];
@@ -454,10 +454,10 @@ export const gradRules: Record<string, GradRule> = {
   Sigmoid: unary((g, dy, _x, y) => g.mul(dy, g.mul(y, g.sub(scalarOf(g, 1, y), y)))),
   Tanh: unary((g, dy, _x, y) => g.mul(dy, g.sub(scalarOf(g, 1, y), g.mul(y, y)))),
   // Relu'(0) = 0, Abs'(0) = 0 (subgradient choices, as PyTorch).
-  Relu: unary((g, dy, x) => g.where(g.op1("Greater", [x, scalarOf(g, 0, x)]), dy, scalarOf(g, 0, dy))),
-  Abs: unary((g, dy, x) => g.mul(dy, g.op1("Sign", [x]))),
-  Cos: unary((g, dy, x) => g.neg(g.mul(dy, g.op1("Sin", [x])))),
-  Sin: unary((g, dy, x) => g.mul(dy, g.op1("Cos", [x]))),
+  Relu: unary((g, dy, x) => g.where(g.greater(x, scalarOf(g, 0, x)), dy, scalarOf(g, 0, dy))),
+  Abs: unary((g, dy, x) => g.mul(dy, g.sign(x))),
+  Cos: unary((g, dy, x) => g.neg(g.mul(dy, g.sin(x)))),
+  Sin: unary((g, dy, x) => g.mul(dy, g.cos(x))),
   Softmax: softmax,
   LogSoftmax: logSoftmax,
   ReduceSum: reduction(false),

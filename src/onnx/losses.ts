@@ -10,13 +10,13 @@ import type { Value } from "./ir.ts";
  */
 export function softmaxCrossEntropy(g: GraphBuilder, logits: Value, labels: Value, weights: Value): Value {
   return g.scoped("cross_entropy", () => {
-    const logProbs = g.op1("LogSoftmax", [logits], { axis: -1 });
-    const safeLabels = g.op1("Max", [labels, g.constant(0, labels.dtype, [])]);
+    const logProbs = g.logSoftmax(logits, -1);
+    const safeLabels = g.max(labels, g.constant(0, labels.dtype, []));
     const picked = g.op1("GatherElements", [logProbs, g.unsqueeze(safeLabels, [-1])], { axis: -1 }); // [N, 1]
     const nll = g.neg(g.squeeze(picked, [-1]));
     const total = g.reduceSum(g.mul(nll, weights), [0], false);
     // A tiny floor turns 0/0 (every token masked) into 0 without touching real weight sums.
-    const denom = g.op1("Max", [g.reduceSum(weights, [0], false), g.scalar(1e-30, weights.dtype)]);
+    const denom = g.max(g.reduceSum(weights, [0], false), g.scalar(1e-30, weights.dtype));
     return g.div(total, denom);
   });
 }

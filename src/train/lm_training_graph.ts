@@ -165,12 +165,12 @@ export function buildLmTrainingGraph(
     const firstColumn = g.slice(labels, [0], [1], [1]);
     const ignored = g.add(g.mul(firstColumn, g.constant(0, "int64", [])), g.constant(IGNORE_INDEX, "int64", []));
     const targets = g.reshape(g.concat([g.slice(labels, [1], [Number.MAX_SAFE_INTEGER], [1]), ignored], 1), [-1]);
-    const counted = g.op1("GreaterOrEqual", [targets, g.constant(0, "int64", [])]);
+    const counted = g.greaterOrEqual(targets, g.constant(0, "int64", []));
     const weights = g.cast(counted, "float32");
     const predicted = g.op1("ArgMax", [logits], { axis: -1, keepdims: 0 }, {
       types: [{ dtype: "int64", shape: targets.shape }],
     });
-    const hits = g.op1("And", [g.op1("Equal", [predicted, targets]), counted]);
+    const hits = g.and(g.equal(predicted, targets), counted);
     return {
       loss: softmaxCrossEntropy(g, logits, targets, weights),
       count: g.reduceSum(weights, [0], false),
