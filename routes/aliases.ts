@@ -10,34 +10,71 @@
  *   first, and this replica's switch/rejection `events`).
  * - `POST /v1/aliases/{name}/rollback` {reason?}: back to the previous target
  *   (404 unknown alias, 409 `no_previous_target`).
+ * - `PUT` with `evaluate` {metric?, must_beat?, min_improvement?, file?}:
+ *   "evaluate, then switch": the target and the alias's current target are
+ *   scored on one evaluation set (`file`, default the target's job's
+ *   validation file) and the alias switches only when the target wins; the
+ *   answer (`model.alias.evaluation`) carries the decision with both scores,
+ *   which the history records too (a refusal is an `action: "refused"` row).
  *
  * Names: 1-64 of A-Z a-z 0-9 . _ - (no `:` or `/`, so never a version name or
  * hub id); an alias may not shadow a base model id or version (409).
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
-import { fromZodError } from "./errors.ts";
+import { ApiError, fromZodError } from "./errors.ts";
+import { PROMOTION_DEFAULTS } from "../src/jobs/job_spec.ts";
 import { errorResponses } from "./openapi_common.ts";
 import { ErrorSchema } from "./schemas.ts";
 import type { AliasEvent } from "../src/registry/hot_swap.ts";
-import type { AliasCoordinator, AliasSwitch } from "../src/registry/hot_swap.ts";
+import type { AliasCoordinator, AliasSwitch, GatedSwitch } from "../src/registry/hot_swap.ts";
+import { type EvaluationData, GATE_METRICS, type PromotionDecision } from "../src/registry/types.ts";
 import type { AliasHistoryEntry, AliasRecord } from "../src/store/alias_queries.ts";
+import { gateFields } from "./fine_tuning_schemas.ts";
 
 export interface AliasesDeps {
   coordinator: AliasCoordinator;
+  /**
+   * The evaluation set of an eval-gated switch to `target`: `file` if given, else the validation file of
+   * the job that trained it. Without it, `evaluate` is refused (400).
+   */
+  evaluationData?: (target: string, file: string | null) => Promise<EvaluationData>;
 }
 
 const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
 
 const TargetKind = z.enum(["version", "base_model"]);
 
+const ScoreSchema = z.object({ model: z.string(), score: z.number().nullable() });
+
+export const PromotionDecisionSchema = z.object({
+  alias: z.string(),
+  decision: z.enum(["switched", "refused", "unchanged"]).openapi({
+    description: "switched: the alias points at the candidate now; refused: it kept its target; unchanged: it " +
+      "already pointed at the candidate (nothing evaluated).",
+  }),
+  metric: z.enum(GATE_METRICS),
+  must_beat: z.union([z.literal("current"), z.number()]),
+  min_improvement: z.number(),
+  candidate: ScoreSchema,
+  incumbent: ScoreSchema.nullable().openapi({ description: "The alias's target when evaluated (null: none)." }),
+  threshold: z.number().nullable().openapi({ description: "The value the candidate had to beat (null: none)." }),
+  reason: z.string(),
+  eval_set: z.object({ source: z.string(), examples: z.number().int(), tokens: z.number().int() }).nullable(),
+}).openapi("PromotionDecision");
+
 const HistoryEntrySchema = z.object({
   seq: z.number().int(),
-  action: z.enum(["set", "rollback"]),
+  action: z.enum(["set", "rollback", "refused"]).openapi({
+    description: "`refused`: an eval-gated switch kept the alias; `target` is the candidate it refused.",
+  }),
   previous: z.string().nullable(),
   target: z.string(),
   target_kind: TargetKind,
   reason: z.string().nullable(),
+  evaluation: PromotionDecisionSchema.nullable().openapi({
+    description: "The gate's decision with both scores, when an evaluation decided this row.",
+  }),
   at: z.number().int(),
 });
 
@@ -78,9 +115,27 @@ const AliasListSchema = z.object({ object: z.literal("list"), data: z.array(Alia
   "ModelAliasList",
 );
 
+const GatedSwitchSchema = z.object({
+  object: z.literal("model.alias.evaluation"),
+  name: z.string(),
+  changed: z.boolean(),
+  evaluation: PromotionDecisionSchema,
+  alias: AliasObjectSchema.nullable().openapi({ description: "The alias now (null: refused before it existed)." }),
+  switch: EventSchema.nullable(),
+}).openapi("ModelAliasGatedSwitch");
+
 const SetBodySchema = z.object({
   target: z.string().min(1).max(512).openapi({ description: "A version name or id, or a base model id." }),
   reason: z.string().max(1000).nullish(),
+  evaluate: z.strictObject({
+    ...gateFields,
+    file: z.string().min(1).max(512).nullish().openapi({
+      description: "A fine-tune file to score both on. Default: the validation file of the target's job.",
+    }),
+  }).nullish().openapi({
+    description: "Evaluate, then switch: switch only if the target beats the alias's current target (or " +
+      "`must_beat`) on the evaluation set.",
+  }),
 });
 const RollbackBodySchema = z.object({ reason: z.string().max(1000).nullish() });
 const NameParams = z.object({ name: z.string().min(1).openapi({ example: "prod" }) });
@@ -95,13 +150,14 @@ const setRoute = createRoute({
   request: { params: NameParams, body: { required: true, content: { "application/json": { schema: SetBodySchema } } } },
   responses: {
     200: {
-      description: "The alias, now served with the target",
-      content: { "application/json": { schema: SwitchSchema } },
+      description: "The alias, now served with the target; with `evaluate`, the gate's decision " +
+        "(`model.alias.evaluation`) and the alias as it stands",
+      content: { "application/json": { schema: z.union([SwitchSchema, GatedSwitchSchema]) } },
     },
     400: errorResponses[400],
     401: errorResponses[401],
     404: err("No such version or base model"),
-    409: err("The alias would shadow a model id"),
+    409: err("The alias would shadow a model id, or changed while an evaluation compared it"),
     422: err("The target failed validation; the alias still serves its old target (`validation_failed`)"),
     503: err("The target could not be loaded (`model_load_failed`)"),
   },
@@ -172,6 +228,7 @@ function historyEntry(h: AliasHistoryEntry): z.infer<typeof HistoryEntrySchema> 
     target: h.next.target,
     target_kind: h.next.kind,
     reason: h.reason,
+    evaluation: h.evaluation ? (h.evaluation as unknown as PromotionDecision) : null,
     at: seconds(h.at),
   };
 }
@@ -194,6 +251,22 @@ function switchObject(s: AliasSwitch): z.infer<typeof SwitchSchema> {
   return { ...aliasObject(s.alias, s.serving), changed: s.changed, switch: s.event ? eventObject(s.event) : null };
 }
 
+async function gatedObject(
+  coordinator: AliasCoordinator,
+  name: string,
+  g: GatedSwitch,
+): Promise<z.infer<typeof GatedSwitchSchema>> {
+  const alias = g.switch?.alias ?? await coordinator.get(name).catch(() => null);
+  return {
+    object: "model.alias.evaluation",
+    name,
+    changed: g.switch?.changed ?? false,
+    evaluation: g.decision,
+    alias: alias ? aliasObject(alias, coordinator.serving(name)) : null,
+    switch: g.switch?.event ? eventObject(g.switch.event) : null,
+  };
+}
+
 export function aliasesRoutes(deps: AliasesDeps): OpenAPIHono<AppEnv> {
   const { coordinator } = deps;
   const app = new OpenAPIHono<AppEnv>({
@@ -205,7 +278,24 @@ export function aliasesRoutes(deps: AliasesDeps): OpenAPIHono<AppEnv> {
   app.openapi(setRoute, async (c) => {
     const { name } = c.req.valid("param");
     const body = c.req.valid("json");
-    return c.json(switchObject(await coordinator.set(name, body.target, body.reason ?? null)), 200);
+    if (!body.evaluate) return c.json(switchObject(await coordinator.set(name, body.target, body.reason ?? null)), 200);
+    const ev = body.evaluate;
+    if (!deps.evaluationData || !coordinator.canEvaluate) {
+      throw new ApiError(400, "This server cannot evaluate models", "invalid_request_error", "evaluate");
+    }
+    const data = await deps.evaluationData(body.target, ev.file ?? null);
+    const gated = await coordinator.promote(
+      name,
+      body.target,
+      {
+        metric: ev.metric ?? PROMOTION_DEFAULTS.metric,
+        mustBeat: ev.must_beat ?? PROMOTION_DEFAULTS.must_beat,
+        minImprovement: ev.min_improvement ?? PROMOTION_DEFAULTS.min_improvement,
+      },
+      data,
+      body.reason ?? null,
+    );
+    return c.json(await gatedObject(coordinator, name, gated), 200);
   });
 
   app.openapi(listRoute, async (c) => {

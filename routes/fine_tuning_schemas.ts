@@ -14,9 +14,11 @@ import {
   DEFAULTS,
   LIMITS,
   parseStoredMethod,
+  PROMOTION_DEFAULTS,
   type Scaling,
   SCALINGS,
 } from "../src/jobs/job_spec.ts";
+import { GATE_METRICS } from "../src/registry/types.ts";
 import { TARGET_MODULES } from "../src/train/lm_training_graph.ts";
 
 const int = (min: number, max: number) =>
@@ -98,6 +100,36 @@ const AliasSchema = z.string()
       "The rules of PUT /v1/aliases/{name}: 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.",
   });
 
+/** The gate of an eval-gated switch (job `promotion`, and `evaluate` of PUT /v1/aliases/{name}). */
+export const gateFields = {
+  metric: z.enum(GATE_METRICS, { error: `must be one of ${GATE_METRICS.join(", ")}` }).nullish().openapi({
+    description: "What both models are scored on: the validation loss (lower wins) or the mean token accuracy " +
+      `(higher wins) over the evaluation set, as a job reports them. Default ${PROMOTION_DEFAULTS.metric}.`,
+  }),
+  must_beat: z.union([z.literal("current"), z.number({ error: 'must be "current" or a number' })], {
+    error: 'must be "current" or a number',
+  }).nullish().openapi({
+    description: "`current` (default): the alias's current target, scored on the same set (an alias without " +
+      "a target takes any candidate); a number: that value of the metric.",
+  }),
+  min_improvement: z.number({ error: "must be a number >= 0" }).min(0, { error: "must be at least 0" }).max(1e6)
+    .nullish().openapi({ description: "How much better the candidate must be, in the metric's units. Default 0." }),
+};
+
+const PromotionSchema = z.strictObject({
+  alias: AliasSchema.unwrap().unwrap().openapi({ description: "The alias to switch if the new model wins." }),
+  ...gateFields,
+  eval_file: z.string().min(1).nullish().openapi({
+    description: "A fine-tune file to evaluate both models on. Default: the job's validation_file (one is then " +
+      "required).",
+  }),
+}).openapi("FineTuningPromotion", {
+  description: "Eval-gated promotion (ScaLoRA extension): when the job succeeds, its model and the alias's " +
+    "current target are scored on the same evaluation set (the validation loss code of training, one " +
+    "tokenization); the alias switches only if the new model wins. The decision with both scores is a job " +
+    "event (`data.promotion`) and a row of the alias history (`evaluation`).",
+});
+
 export const CreateJobSchema = z.strictObject({
   model: z.string().min(1).openapi({ description: "The base model to fine-tune (a model this server serves)." }),
   training_file: z.string().min(1).openapi({ example: "file-abc123", description: "A file with purpose fine-tune." }),
@@ -116,6 +148,7 @@ export const CreateJobSchema = z.strictObject({
   metadata: MetadataSchema,
   integrations: z.array(z.unknown()).nullish().openapi({ description: "Not supported (must be empty)." }),
   promote_to_alias: AliasSchema,
+  promotion: PromotionSchema.nullish(),
 }).openapi("CreateFineTuningJobRequest");
 
 // ---------- responses ----------
@@ -164,6 +197,13 @@ export const FineTuningJobSchema = z.object({
   metadata: z.record(z.string(), z.string()).nullable(),
   user_provided_suffix: z.string().nullable(),
   promote_to_alias: z.string().nullable(),
+  promotion: z.object({
+    alias: z.string(),
+    metric: z.enum(GATE_METRICS),
+    must_beat: z.union([z.literal("current"), z.number()]),
+    min_improvement: z.number(),
+    eval_file: z.string().nullable(),
+  }).nullable().openapi({ description: "The eval-gated promotion with its defaults resolved (null: none)." }),
 }).openapi("FineTuningJob");
 
 export const FineTuningEventSchema = z.object({
@@ -228,6 +268,7 @@ export function jobObject(job: JobRecord): z.infer<typeof FineTuningJobSchema> {
     metadata: job.metadata,
     user_provided_suffix: job.suffix,
     promote_to_alias: method.promote_to_alias,
+    promotion: method.promotion,
   };
 }
 

@@ -17,7 +17,7 @@ import { chatRoutes } from "../routes/chat.ts";
 import { completionRoutes } from "../routes/completions.ts";
 import { docsRoutes } from "../routes/docs.ts";
 import { ApiError, errorResponse, fromZodError, toApiError } from "../routes/errors.ts";
-import { aliasesRoutes } from "../routes/aliases.ts";
+import { type AliasesDeps, aliasesRoutes } from "../routes/aliases.ts";
 import { type FilesDeps, filesRoutes } from "../routes/files.ts";
 import { fineTuningRoutes } from "../routes/fine_tuning.ts";
 import { versionsRoutes } from "../routes/versions.ts";
@@ -59,6 +59,16 @@ export interface AppDeps {
   versions?: VersionService;
   /** The data directory's filesystem: free space and disk pressure in /ready and /metrics. */
   disk?: DiskSpace;
+}
+
+/** The evaluation set of an eval-gated alias switch: the named file, else the target version's job's validation file. */
+function evaluationData(deps: AppDeps): AliasesDeps["evaluationData"] {
+  const { fineTuning, versions } = deps;
+  if (!fineTuning || !versions) return undefined;
+  return async (target, file) => {
+    const version = await versions.find(target);
+    return await fineTuning.evaluationData({ file, jobId: version?.jobId ?? null });
+  };
 }
 
 export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
@@ -124,7 +134,9 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route("/", chatRoutes(ctx));
   if (deps.files) app.route("/", filesRoutes(deps.files));
   if (deps.fineTuning) app.route("/", fineTuningRoutes({ service: deps.fineTuning }));
-  if (deps.coordinator) app.route("/", aliasesRoutes({ coordinator: deps.coordinator }));
+  if (deps.coordinator) {
+    app.route("/", aliasesRoutes({ coordinator: deps.coordinator, evaluationData: evaluationData(deps) }));
+  }
   if (deps.versions) app.route("/", versionsRoutes({ versions: deps.versions }));
   app.route("/", docsRoutes());
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", { type: "http", scheme: "bearer" });

@@ -11,6 +11,7 @@ import type { Config } from "./config.ts";
 import { DiskSpace } from "./disk_space.ts";
 import { BaseModels } from "./registry/base_models.ts";
 import { AliasCoordinator } from "./registry/hot_swap.ts";
+import { ModelEvaluator } from "./registry/model_evaluator.ts";
 import { ModelRegistry } from "./registry/model_registry.ts";
 import { loadRegistryConfig } from "./registry/registry_config.ts";
 import { RegistryVersionSink } from "./registry/version_sink.ts";
@@ -81,6 +82,8 @@ export async function createServices(
   const coordinator = new AliasCoordinator({
     store,
     registry,
+    // Eval-gated promotions score models with the training engine's validation loss, on the serving device.
+    evaluator: new ModelEvaluator({ versions, device }),
     onEvent: (e) => console.log(JSON.stringify({ alias_event: e })),
   });
   await coordinator.start();

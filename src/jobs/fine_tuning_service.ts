@@ -20,8 +20,18 @@ import type { JobRecord } from "../store/job_queries.ts";
 import type { Page, PageRequest } from "../store/pagination.ts";
 import type { Store } from "../store/store.ts";
 import { type JobJournal, type WatchItem, type WatchOptions } from "./job_events.ts";
-import { countJsonlLines, type HyperparameterRequest, resolveHyperparameters, storedMethod } from "./job_spec.ts";
-import type { BaseModelLookup, JobControl } from "./ports.ts";
+import { TRAINING_DEFAULTS } from "../train/fine_tune_config.ts";
+import {
+  countJsonlLines,
+  DEFAULTS,
+  type HyperparameterRequest,
+  parseStoredMethod,
+  type PromotionRequest,
+  resolveHyperparameters,
+  resolvePromotion,
+  storedMethod,
+} from "./job_spec.ts";
+import type { BaseModelLookup, EvaluationData, JobControl } from "./ports.ts";
 
 export type FineTuningErrorCode =
   /** The model is unknown here or cannot be fine-tuned. */
@@ -35,7 +45,9 @@ export type FineTuningErrorCode =
   /** Parameters that cannot be combined (e.g. hyperparameters both in `method` and at the top level). */
   | "conflicting_parameters"
   /** A valid OpenAI option this server does not implement. */
-  | "unsupported_parameter";
+  | "unsupported_parameter"
+  /** An eval-gated promotion with nothing to evaluate on (no validation file, no eval file). */
+  | "missing_evaluation_data";
 
 /** The one error type of the fine-tuning domain (the store's own failures stay `StoreError`). */
 export class FineTuningError extends ApiError {
@@ -62,6 +74,8 @@ export interface CreateJobInput {
   metadata?: Record<string, string> | null;
   integrations?: unknown[] | null;
   promote_to_alias?: string | null;
+  /** Eval-gated promotion (ScaLoRA extension): point `alias` at the result only if it beats the alias's target. */
+  promotion?: PromotionRequest | null;
 }
 
 export interface FineTuningServiceDeps {
@@ -106,6 +120,28 @@ export class FineTuningService {
         "promote_to_alias",
       );
     }
+    const promotion = input.promotion ? resolvePromotion(input.promotion) : null;
+    if (promotion) {
+      if (promoteToAlias !== null) {
+        throw new FineTuningError(
+          "conflicting_parameters",
+          "Give either 'promote_to_alias' (switch on success) or 'promotion' (switch if the result wins its " +
+            "evaluation), not both",
+          "promotion",
+        );
+      }
+      if (!control.canGatePromotions) {
+        throw new FineTuningError("unsupported_parameter", "This server cannot evaluate promotions", "promotion");
+      }
+      if (!promotion.eval_file && !input.validation_file) {
+        throw new FineTuningError(
+          "missing_evaluation_data",
+          "An eval-gated promotion needs data to evaluate on: give a 'validation_file' or 'promotion.eval_file'",
+          "promotion.eval_file",
+        );
+      }
+      if (promotion.eval_file) await this.#usableFile(promotion.eval_file, "promotion.eval_file");
+    }
     if (this.deps.baseModels.resolve(input.model) === null) {
       throw new FineTuningError(
         "model_not_available",
@@ -126,7 +162,7 @@ export class FineTuningService {
       validationFile: input.validation_file ?? null,
       suffix: input.suffix ?? null,
       seed: input.seed ?? crypto.getRandomValues(new Uint32Array(1))[0] % (MAX_SEED + 1),
-      method: storedMethod(hp, promoteToAlias),
+      method: storedMethod(hp, promoteToAlias, promotion),
       hyperparameters: { ...hp },
       metadata: input.metadata ?? null,
     }, (id) => ({ level: "info", message: `Created fine-tuning job: ${id}`, data: { status: "validating_files" } }));
@@ -186,7 +222,39 @@ export class FineTuningService {
     return this.deps.journal.watch(id, opts);
   }
 
-  async #usableFile(id: string, param: "training_file" | "validation_file"): Promise<FileRecord> {
+  /**
+   * The evaluation set of an eval-gated alias switch (PUT /v1/aliases/{name} with `evaluate`): `file`
+   * when given, else the validation file of `jobId` (the job that trained the candidate); tokenized with
+   * that job's max_length and batched by its batch_size (no job: the configuration's defaults).
+   */
+  async evaluationData(opts: { file?: string | null; jobId?: string | null }): Promise<EvaluationData> {
+    const job = opts.jobId ? await this.deps.store.jobs.get(opts.jobId) : null;
+    const hp = job ? parseStoredMethod(job.method).supervised.hyperparameters : null;
+    const file = opts.file ?? job?.validationFile ?? null;
+    if (!file) {
+      throw new FineTuningError(
+        "missing_evaluation_data",
+        job
+          ? `The candidate's job ${job.id} has no validation file: name an evaluation file (evaluate.file)`
+          : "Name an evaluation file (evaluate.file): the candidate was not trained by a job with a validation file",
+        "evaluate.file",
+      );
+    }
+    if (opts.file) await this.#usableFile(file, "evaluate.file");
+    const { stream } = await this.deps.files.content(file, { includeDeleted: !opts.file });
+    return {
+      text: await new Response(stream).text(),
+      source: opts.file ? `eval_file ${file}` : `validation_file ${file} of ${job!.id}`,
+      maxLength: hp?.max_length ?? DEFAULTS.maxLength,
+      batchSize: hp?.batch_size ?? TRAINING_DEFAULTS.batchSize,
+      seed: job?.seed ?? 0,
+    };
+  }
+
+  async #usableFile(
+    id: string,
+    param: "training_file" | "validation_file" | "promotion.eval_file" | "evaluate.file",
+  ): Promise<FileRecord> {
     let file: FileRecord;
     try {
       file = await this.deps.files.get(id);

@@ -13,7 +13,7 @@ import type { JobJournal } from "./job_events.ts";
 import { checkpointMetrics, finalMetrics, metricsEventData } from "./job_metrics.ts";
 import { checkpointModelName } from "./job_spec.ts";
 import type { TrainEvent } from "./job_worker_protocol.ts";
-import type { NewVersion, VersionSink } from "./ports.ts";
+import type { EvaluationData, NewVersion, PromotionGate, VersionSink } from "./ports.ts";
 import { SerialQueue } from "./serial_queue.ts";
 
 export interface RecorderDeps {
@@ -82,6 +82,44 @@ export class RunRecorder {
       await journal.append(this.job.id, {
         level: "warn",
         message: `The model was not promoted to alias '${alias}': ${message(e)}`,
+      });
+    }
+  }
+
+  /**
+   * Eval-gated promotion: the sink scores the model and the alias's target and switches only if the model
+   * wins; the decision with both scores becomes a job event (`data.promotion`). A failure (the evaluation
+   * could not run) is a warning event, not a failed job: the version exists either way.
+   */
+  async promoteGated(
+    alias: string,
+    name: string,
+    gate: PromotionGate,
+    data: () => Promise<EvaluationData>,
+  ): Promise<void> {
+    const { sink, journal } = this.deps;
+    try {
+      if (!sink.promoteAliasGated) throw new Error("this server cannot evaluate promotions");
+      await journal.append(this.job.id, {
+        level: "info",
+        message: `Evaluating ${name} against the target of alias '${alias}' (${gate.metric})`,
+      });
+      const decision = await sink.promoteAliasGated(alias, name, gate, await data());
+      const message = decision.decision === "switched"
+        ? `Promotion gate passed: alias '${alias}' now points at ${name}; ${decision.reason}`
+        : decision.decision === "refused"
+        ? `Promotion gate refused ${name}: alias '${alias}' keeps ${decision.incumbent?.model ?? "no target"}; ` +
+          decision.reason
+        : `Promotion gate: ${decision.reason}`;
+      await journal.append(this.job.id, {
+        level: decision.decision === "refused" ? "warn" : "info",
+        message,
+        data: { promotion: { ...decision } },
+      });
+    } catch (e) {
+      await journal.append(this.job.id, {
+        level: "warn",
+        message: `The model was not promoted to alias '${alias}': the evaluation gate failed: ${message(e)}`,
       });
     }
   }

@@ -34,9 +34,16 @@ import { formatIssue } from "../train/dataset_errors.ts";
 import { JobDirs } from "./job_dirs.ts";
 import type { JobJournal } from "./job_events.ts";
 import { RunRecorder } from "./job_recorder.ts";
-import { fineTunedModelName, parseStoredMethod, type StoredMethod, trainOptions } from "./job_spec.ts";
+import {
+  fineTunedModelName,
+  parseStoredMethod,
+  promotionGate,
+  type StoredMethod,
+  type StoredPromotion,
+  trainOptions,
+} from "./job_spec.ts";
 import type { JobFailure, TrainOutcome } from "./job_worker_protocol.ts";
-import type { BaseModelLookup, JobControl, VersionSink } from "./ports.ts";
+import type { BaseModelLookup, EvaluationData, JobControl, VersionSink } from "./ports.ts";
 import { type TrainingBackend, type TrainingRun, WorkerBackend } from "./training_backend.ts";
 
 export interface JobRunnerOptions {
@@ -126,6 +133,10 @@ export class JobRunner implements JobControl {
 
   get canPromoteAliases(): boolean {
     return this.#o.sink.promoteAlias !== undefined;
+  }
+
+  get canGatePromotions(): boolean {
+    return this.#o.sink.promoteAliasGated !== undefined;
   }
 
   /** The id of the job training right now, if any. */
@@ -479,7 +490,15 @@ export class JobRunner implements JobControl {
       return;
     }
     // Before the final status: a crash in between re-runs this, and promotion is idempotent.
-    if (spec.promote_to_alias !== null) await recorder.promote(spec.promote_to_alias, name);
+    if (spec.promotion !== null) {
+      const promotion = spec.promotion;
+      await recorder.promoteGated(
+        promotion.alias,
+        name,
+        promotionGate(promotion),
+        () => this.#evaluationData(job, spec, promotion),
+      );
+    } else if (spec.promote_to_alias !== null) await recorder.promote(spec.promote_to_alias, name);
     try {
       await store.jobs.transition(job.id, "succeeded", {
         ...leased,
@@ -492,6 +511,20 @@ export class JobRunner implements JobControl {
     }
     await journal.status(job.id, "succeeded", "The job has successfully completed");
     await this.#cleanUp(job.id);
+  }
+
+  /** A gated promotion's evaluation set: its eval file, else the job's validation file, as the job tokenized it. */
+  async #evaluationData(job: JobRecord, spec: StoredMethod, promotion: StoredPromotion): Promise<EvaluationData> {
+    const file = promotion.eval_file ?? job.validationFile;
+    if (!file) throw new Error("no validation file or eval_file to evaluate on");
+    const hp = spec.supervised.hyperparameters;
+    return {
+      text: await this.#readFile(file),
+      source: `${promotion.eval_file ? "eval_file" : "validation_file"} ${file}`,
+      maxLength: hp.max_length,
+      batchSize: hp.batch_size,
+      seed: job.seed,
+    };
   }
 
   // ---------- a full disk ----------

@@ -15,6 +15,7 @@
  * reproducible: the runner never re-derives a value.
  */
 import { z } from "zod";
+import { GATE_METRICS, type GateMetric, type PromotionGate } from "../registry/types.ts";
 import type { Device } from "../runtime/device.ts";
 import type { FineTuneOptions } from "../train/fine_tune.ts";
 import { ALPHA_PER_RANK, type Method, TRAINING_DEFAULTS } from "../train/fine_tune_config.ts";
@@ -130,22 +131,72 @@ export function resolveHyperparameters(req: HyperparameterRequest, examples: num
   };
 }
 
+/** An eval-gated promotion as requested (`promotion` of the create request); absent fields take the defaults. */
+export interface PromotionRequest {
+  alias: string;
+  metric?: GateMetric | null;
+  must_beat?: "current" | number | null;
+  min_improvement?: number | null;
+  /** A fine-tune file to evaluate on instead of the job's validation file. */
+  eval_file?: string | null;
+}
+
+const PromotionSchema = z.object({
+  alias: z.string(),
+  metric: z.enum(GATE_METRICS),
+  must_beat: z.union([z.literal("current"), z.number()]),
+  min_improvement: z.number().min(0),
+  eval_file: z.string().nullable(),
+});
+
+/** A promotion with every default resolved (stored with the job, shown in the job object). */
+export type StoredPromotion = z.infer<typeof PromotionSchema>;
+
+export const PROMOTION_DEFAULTS = { metric: "full_valid_loss", must_beat: "current", min_improvement: 0 } as const;
+
+export function resolvePromotion(p: PromotionRequest): StoredPromotion {
+  return {
+    alias: p.alias,
+    metric: p.metric ?? PROMOTION_DEFAULTS.metric,
+    must_beat: p.must_beat ?? PROMOTION_DEFAULTS.must_beat,
+    min_improvement: p.min_improvement ?? PROMOTION_DEFAULTS.min_improvement,
+    eval_file: p.eval_file ?? null,
+  };
+}
+
+/** The registry's gate of a stored promotion. */
+export function promotionGate(p: StoredPromotion): PromotionGate {
+  return { metric: p.metric, mustBeat: p.must_beat, minImprovement: p.min_improvement };
+}
+
 /** The job row's `method` column: OpenAI's method object plus our alias request. */
 export type StoredMethod = {
   type: "supervised";
   supervised: { hyperparameters: ResolvedHyperparameters };
   /** On success, point this alias at the new version (null: leave aliases alone). */
   promote_to_alias: string | null;
+  /** With it, only if the new version wins its evaluation gate (`promote_to_alias` is then its alias). */
+  promotion: StoredPromotion | null;
 };
 
-export function storedMethod(hp: ResolvedHyperparameters, promoteToAlias: string | null): StoredMethod {
-  return { type: "supervised", supervised: { hyperparameters: hp }, promote_to_alias: promoteToAlias };
+export function storedMethod(
+  hp: ResolvedHyperparameters,
+  promoteToAlias: string | null,
+  promotion: StoredPromotion | null = null,
+): StoredMethod {
+  return {
+    type: "supervised",
+    supervised: { hyperparameters: hp },
+    promote_to_alias: promotion?.alias ?? promoteToAlias,
+    promotion,
+  };
 }
 
 const StoredMethodSchema = z.object({
   type: z.literal("supervised"),
   supervised: z.object({ hyperparameters: ResolvedSchema }),
   promote_to_alias: z.string().nullable().default(null),
+  promotion: PromotionSchema.nullable().default(null),
 });
 
 /** A job row's stored spec is not what this build writes (a bug or a foreign row). */

@@ -5,14 +5,24 @@
  * the registry's implementations in; tests plug in fakes. The service imports
  * nothing else from the registry.
  */
-import type { NewVersion } from "../registry/types.ts";
+import type { EvaluationData, NewVersion, PromotionDecision, PromotionGate } from "../registry/types.ts";
 
-export type { NewVersion };
+export type { EvaluationData, NewVersion, PromotionDecision, PromotionGate };
 
 /** Where finished models go: the model registry (RegistryVersionSink), or a fake in tests. */
 export interface VersionSink {
   createVersion(v: NewVersion): Promise<{ name: string }>;
   promoteAlias?(alias: string, versionName: string): Promise<void>;
+  /**
+   * Eval-gated promotion: score the version and the alias's current target on `data`, point the alias at
+   * the version only if it passes `gate`; resolves to the decision (recorded in the alias history too).
+   */
+  promoteAliasGated?(
+    alias: string,
+    versionName: string,
+    gate: PromotionGate,
+    data: EvaluationData,
+  ): Promise<PromotionDecision>;
   /** Lets a job resumed after a crash skip versions it recorded before dying (else createVersion must tolerate them). */
   hasVersion?(name: string): Promise<boolean>;
 }
@@ -31,4 +41,6 @@ export interface JobControl {
   /** The job was cancelled or paused by the API: stop its run here if it is running here. */
   interrupt(jobId: string, reason: "cancel" | "pause"): void;
   readonly canPromoteAliases: boolean;
+  /** Whether promotions may carry an evaluation gate (the sink can evaluate). */
+  readonly canGatePromotions: boolean;
 }

@@ -22,7 +22,11 @@ export type RegistryErrorCode =
   /** Alias rollback with nothing to roll back to. */
   | "no_previous_target"
   /** A model that cannot be deleted (a base model, an alias). */
-  | "not_deletable";
+  | "not_deletable"
+  /** An eval-gated switch cannot compare: bad or missing evaluation data, models of different base models. */
+  | "invalid_evaluation"
+  /** The evaluation itself failed (not the data's fault). */
+  | "evaluation_failed";
 
 const STATUS: Record<RegistryErrorCode, ContentfulStatusCode> = {
   not_found: 404,
@@ -34,6 +38,8 @@ const STATUS: Record<RegistryErrorCode, ContentfulStatusCode> = {
   validation_failed: 422,
   load_failed: 503,
   not_deletable: 403,
+  invalid_evaluation: 400,
+  evaluation_failed: 503,
 };
 
 /** The envelope's code: none for a plain 404 (as OpenAI's), else the kind. */
@@ -46,6 +52,8 @@ const CODES: Record<RegistryErrorCode, string | null> = {
   validation_failed: "validation_failed",
   load_failed: "model_load_failed",
   not_deletable: "model_not_deletable",
+  invalid_evaluation: "invalid_evaluation",
+  evaluation_failed: "evaluation_failed",
 };
 
 export class RegistryError extends ApiError {

@@ -20,8 +20,11 @@ import type { Page } from "../store/pagination.ts";
 import type { Store } from "../store/store.ts";
 import type { EngineLease } from "./engine_pool.ts";
 import { errorText, RegistryError } from "./errors.ts";
+import type { ModelEvaluator } from "./model_evaluator.ts";
 import type { ModelRegistry, ModelTarget } from "./model_registry.ts";
 import type { ProbeResult } from "./probe.ts";
+import { decidePromotion } from "./promotion_gate.ts";
+import type { EvaluationData, PromotionDecision, PromotionGate } from "./types.ts";
 
 export type AliasOrigin = "api" | "replica";
 
@@ -49,9 +52,17 @@ export interface AliasSwitch {
   event: AliasEvent | null;
 }
 
+/** An eval-gated change: what the gate decided, and the switch when it switched. */
+export interface GatedSwitch {
+  decision: PromotionDecision;
+  switch: AliasSwitch | null;
+}
+
 export interface AliasCoordinatorOptions {
   store: Store;
   registry: ModelRegistry;
+  /** Scores candidates for eval-gated changes (`promote`); without it they are refused as unsupported. */
+  evaluator?: ModelEvaluator;
   /** Events kept per alias. Default 50. */
   maxEvents?: number;
   onEvent?: (event: AliasEvent) => void;
@@ -66,6 +77,7 @@ export const RESERVED_ALIAS_PREFIX = "ftver-";
 export function rollbackTarget(historyNewestFirst: readonly AliasHistoryEntry[]): string | null {
   let pendingUndos = 0;
   for (const row of historyNewestFirst) {
+    if (row.action === "refused") continue; // a gate kept the alias: nothing to undo
     if (row.action === "rollback") pendingUndos++;
     else if (pendingUndos > 0) pendingUndos--;
     else return row.previous?.target ?? null;
@@ -76,6 +88,7 @@ export function rollbackTarget(historyNewestFirst: readonly AliasHistoryEntry[])
 export class AliasCoordinator {
   readonly #store: Store;
   readonly #registry: ModelRegistry;
+  readonly #evaluator: ModelEvaluator | null;
   readonly #maxEvents: number;
   readonly #onEvent: (event: AliasEvent) => void;
   readonly #events = new Map<string, AliasEvent[]>();
@@ -85,6 +98,7 @@ export class AliasCoordinator {
   constructor(opts: AliasCoordinatorOptions) {
     this.#store = opts.store;
     this.#registry = opts.registry;
+    this.#evaluator = opts.evaluator ?? null;
     this.#maxEvents = opts.maxEvents ?? 50;
     this.#onEvent = opts.onEvent ?? (() => {});
   }
@@ -133,6 +147,96 @@ export class AliasCoordinator {
         ready.lease.release();
       }
     });
+  }
+
+  /** Whether `promote` can evaluate (an evaluator was given). */
+  get canEvaluate(): boolean {
+    return this.#evaluator !== null;
+  }
+
+  /**
+   * Eval-gated change ("evaluate, then switch"): scores `candidate` and the
+   * alias's current target on `data` (one tokenization, the training
+   * engine's validation loss), and points the alias at the candidate only
+   * when it passes `gate`; then as `set` (load, validate, switch). The
+   * decision with both scores goes into the alias history either way
+   * (`refused` rows change nothing). Serialized with every other change to
+   * the alias here, and compare-and-set in the store: a target changed by
+   * another replica meanwhile is a conflict, not a switch from an unevaluated
+   * target.
+   */
+  promote(
+    name: string,
+    candidate: string,
+    gate: PromotionGate,
+    data: EvaluationData,
+    reason: string | null = null,
+  ): Promise<GatedSwitch> {
+    return this.#serial(name, async () => {
+      if (!this.#evaluator) {
+        throw new RegistryError("invalid_evaluation", "This server cannot evaluate models", "evaluate");
+      }
+      await this.#checkName(name);
+      const t = await this.#candidate(candidate);
+      const current = (await this.#store.aliases.find(name))?.target ?? null;
+      const base = { alias: name, metric: gate.metric, must_beat: gate.mustBeat, min_improvement: gate.minImprovement };
+      if (current === t.id) {
+        const decision: PromotionDecision = {
+          ...base,
+          decision: "unchanged",
+          candidate: { model: t.id, score: null },
+          incumbent: { model: t.id, score: null },
+          threshold: null,
+          reason: `alias ${name} already points at ${t.id}`,
+          eval_set: null,
+        };
+        return { decision, switch: null };
+      }
+      const incumbent = current === null ? null : await this.#registry.target(current);
+      if (current !== null && !incumbent) {
+        throw new RegistryError("not_found", `The alias's current target ${current} is not servable here`, "alias");
+      }
+      const { scores, examples } = await this.#evaluator.evaluate(incumbent ? [t, incumbent] : [t], data);
+      const decision = decidePromotion({
+        alias: name,
+        gate,
+        candidate: scores[0],
+        incumbent: scores[1] ?? null,
+        evalSet: { source: data.source, examples, tokens: scores[0].tokens },
+      });
+      const why = reason ? `${reason}: ${decision.reason}` : decision.reason;
+      const evaluation = { ...decision };
+      if (decision.decision === "refused") {
+        await this.#store.aliases.refuse(name, storeTarget(t), why, evaluation, { expectedTarget: current });
+        return { decision, switch: null };
+      }
+      const ready = await this.#prepare(name, "set", "api", this.#registry.aliasTarget(name) ?? null, t);
+      try {
+        const { alias, changed } = await this.#store.aliases.set(name, storeTarget(t), why, {
+          evaluation,
+          expectedTarget: current,
+        });
+        const from = this.#registry.aliasTarget(name) ?? null;
+        this.#registry.setAliasTarget(name, t.id);
+        const event = this.#switched(name, "set", "api", from, t, ready);
+        return { decision, switch: { alias, serving: t.id, changed, event } };
+      } finally {
+        ready.lease.release();
+      }
+    });
+  }
+
+  async #candidate(target: string): Promise<ModelTarget> {
+    if (this.#registry.aliasTarget(target) !== undefined) {
+      throw new RegistryError(
+        "invalid_alias",
+        `target must be a version or base model, not an alias (${target})`,
+        "target",
+      );
+    }
+    const t = await this.#registry.target(target);
+    if (!t) throw new RegistryError("not_found", `No such model version or base model: ${target}`, "target");
+    return t;
   }
 
   /** Restores the alias's previous target (store stack semantics) once that target validated. */

@@ -10,7 +10,7 @@
  */
 import type { AliasCoordinator } from "./hot_swap.ts";
 import type { ModelRegistry } from "./model_registry.ts";
-import type { NewVersion } from "./types.ts";
+import type { EvaluationData, NewVersion, PromotionDecision, PromotionGate } from "./types.ts";
 import type { VersionService } from "./versions.ts";
 import { errorText } from "./errors.ts";
 
@@ -47,6 +47,17 @@ export class RegistryVersionSink {
 
   async promoteAlias(alias: string, versionName: string): Promise<void> {
     await this.#o.coordinator.set(alias, versionName, "promoted by its fine-tuning job");
+  }
+
+  /** Eval-gated: the alias switches only when the version beats its current target (AliasCoordinator.promote). */
+  async promoteAliasGated(
+    alias: string,
+    versionName: string,
+    gate: PromotionGate,
+    data: EvaluationData,
+  ): Promise<PromotionDecision> {
+    const r = await this.#o.coordinator.promote(alias, versionName, gate, data, "promoted by its fine-tuning job");
+    return r.decision;
   }
 
   async hasVersion(name: string): Promise<boolean> {

@@ -11,9 +11,18 @@ import type { Db } from "./database.ts";
 import { StoreError } from "./errors.ts";
 import { clampLimit, type Page, toPage } from "./pagination.ts";
 import { FOREIGN_KEY_VIOLATION, sqlState } from "./pg_errors.ts";
-import { ALIAS_TARGET_KINDS, modelAliases as aliases, modelAliasHistory as history, modelVersions } from "./schema.ts";
+import {
+  ALIAS_HISTORY_ACTIONS,
+  ALIAS_TARGET_KINDS,
+  type JsonObject,
+  modelAliases as aliases,
+  modelAliasHistory as history,
+  modelVersions,
+} from "./schema.ts";
 
 export type AliasTargetKind = typeof ALIAS_TARGET_KINDS[number];
+/** `refused`: an eval-gated promotion kept the alias (`next` is the candidate it refused); no change, no NOTIFY. */
+export type AliasHistoryAction = typeof ALIAS_HISTORY_ACTIONS[number];
 
 /** What `set` accepts: a version (by id or name) or a base model id (not checked here). */
 export type AliasTarget = { kind: "version"; version: string } | { kind: "base_model"; model: string };
@@ -34,11 +43,23 @@ export interface AliasHistoryEntry {
   /** Monotonic; the history's cursor. */
   seq: number;
   alias: string;
-  action: "set" | "rollback";
+  action: AliasHistoryAction;
   previous: ResolvedTarget | null;
   next: ResolvedTarget;
   reason: string | null;
+  /** The promotion gate's decision (both scores) when an evaluation decided this change or refusal. */
+  evaluation: JsonObject | null;
   at: Date;
+}
+
+export interface AliasSetOptions {
+  /** Recorded with the history row (an eval-gated promotion's decision). */
+  evaluation?: JsonObject | null;
+  /**
+   * Compare-and-set: the target the alias must still have (null: the alias must not exist yet), else a
+   * `conflict` — an evaluation compared the candidate with this target, so it must not switch from another.
+   */
+  expectedTarget?: string | null;
 }
 
 export interface AliasChangeResult {
@@ -86,6 +107,7 @@ function historyEntry(row: typeof history.$inferSelect): AliasHistoryEntry {
       : null,
     next: { kind: row.newKind, target: row.newTarget, versionId: row.newVersionId },
     reason: row.reason,
+    evaluation: row.evaluation ?? null,
     at: row.at,
   };
 }
@@ -108,14 +130,20 @@ export class AliasQueries {
     return await this.db.select(aliasColumns).from(aliases).orderBy(asc(aliases.name));
   }
 
-  async set(name: string, target: AliasTarget, reason: string | null = null): Promise<AliasChangeResult> {
+  async set(
+    name: string,
+    target: AliasTarget,
+    reason: string | null = null,
+    opts: AliasSetOptions = {},
+  ): Promise<AliasChangeResult> {
     try {
       return await this.db.transaction(async (tx) => {
         await this.lock(tx, name);
         const next = await this.resolve(tx, target);
         const [current] = await tx.select(aliasColumns).from(aliases).where(eq(aliases.name, name)).limit(1);
+        this.#expect(name, current, opts.expectedTarget);
         if (current && sameTarget(current, next)) return { alias: current, changed: false };
-        const alias = await this.write(tx, name, current ?? null, next, "set", reason);
+        const alias = await this.write(tx, name, current ?? null, next, "set", reason, opts.evaluation ?? null);
         return { alias, changed: true };
       });
     } catch (e) {
@@ -126,6 +154,43 @@ export class AliasQueries {
       }
       throw e;
     }
+  }
+
+  /**
+   * Records that an eval-gated promotion refused `candidate` for `name`: a history row (action `refused`,
+   * `previous` = the alias's target, which stays) with the decision; the alias itself does not change.
+   */
+  async refuse(
+    name: string,
+    candidate: AliasTarget,
+    reason: string | null,
+    evaluation: JsonObject,
+    opts: Pick<AliasSetOptions, "expectedTarget"> = {},
+  ): Promise<AliasHistoryEntry> {
+    return await this.db.transaction(async (tx) => {
+      await this.lock(tx, name);
+      const next = await this.resolve(tx, candidate);
+      const [current] = await tx.select(aliasColumns).from(aliases).where(eq(aliases.name, name)).limit(1);
+      this.#expect(name, current, opts.expectedTarget);
+      const [row] = await tx.insert(history).values({
+        alias: name,
+        ...previousColumns(current ?? null),
+        ...nextColumns(next),
+        action: "refused",
+        reason,
+        evaluation,
+      }).returning();
+      return historyEntry(row);
+    });
+  }
+
+  #expect(name: string, current: AliasRecord | undefined, expected: string | null | undefined): void {
+    if (expected === undefined || (current?.target ?? null) === expected) return;
+    throw new StoreError(
+      "conflict",
+      `Alias ${name} changed to ${current?.target ?? "nothing"} while ${expected ?? "its creation"} was being compared`,
+      "alias",
+    );
   }
 
   /** Undoes the latest not-yet-undone `set`; `no_previous_target` if that set created the alias. */
@@ -150,6 +215,7 @@ export class AliasQueries {
       let pendingUndos = 0;
       let undo: AliasHistoryEntry | null = null;
       for (const row of rows.map(historyEntry)) {
+        if (row.action === "refused") continue; // changed nothing
         if (row.action === "rollback") pendingUndos++;
         else if (pendingUndos > 0) pendingUndos--;
         else {
@@ -208,6 +274,7 @@ export class AliasQueries {
     next: ResolvedTarget,
     action: "set" | "rollback",
     reason: string | null,
+    evaluation: JsonObject | null = null,
   ): Promise<AliasRecord> {
     const values = {
       targetKind: next.kind,
@@ -219,17 +286,26 @@ export class AliasQueries {
       .onConflictDoUpdate({ target: aliases.name, set: values }).returning(aliasColumns);
     await tx.insert(history).values({
       alias: name,
-      previousKind: previous?.kind ?? null,
-      previousTarget: previous?.target ?? null,
-      previousVersionId: previous?.versionId ?? null,
-      newKind: next.kind,
-      newTarget: next.target,
-      newVersionId: next.versionId,
+      ...previousColumns(previous),
+      ...nextColumns(next),
       action,
       reason,
+      evaluation,
     });
     const change: AliasChange = { alias: name, ...next };
     await tx.execute(sql`select pg_notify(${ALIAS_CHANNEL}, ${JSON.stringify(change)})`);
     return alias;
   }
+}
+
+function previousColumns(previous: ResolvedTarget | null) {
+  return {
+    previousKind: previous?.kind ?? null,
+    previousTarget: previous?.target ?? null,
+    previousVersionId: previous?.versionId ?? null,
+  };
+}
+
+function nextColumns(next: ResolvedTarget) {
+  return { newKind: next.kind, newTarget: next.target, newVersionId: next.versionId };
 }

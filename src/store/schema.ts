@@ -42,6 +42,7 @@ export const EVENT_LEVELS = ["info", "warn", "error"] as const;
 export const EVENT_TYPES = ["message", "metrics"] as const;
 export const DELTA_FORMATS = ["lowrank", "dense"] as const;
 export const ALIAS_TARGET_KINDS = ["version", "base_model"] as const;
+export const ALIAS_HISTORY_ACTIONS = ["set", "rollback", "refused"] as const;
 
 export type JobErrorJson = { code: string; message: string; param: string | null };
 export type JsonObject = { [key: string]: unknown };
@@ -197,12 +198,17 @@ export const modelAliasHistory = pgTable("model_alias_history", {
   newKind: text("new_kind", { enum: ALIAS_TARGET_KINDS }).notNull(),
   newTarget: text("new_target").notNull(),
   newVersionId: text("new_version_id"),
-  /** A rollback undoes the latest not-yet-undone `set` (stack semantics). */
-  action: text("action", { enum: ["set", "rollback"] }).notNull(),
+  /**
+   * A rollback undoes the latest not-yet-undone `set` (stack semantics). `refused`: an eval-gated
+   * promotion kept the alias where it was (`new_*` = the candidate it refused); rollbacks skip it.
+   */
+  action: text("action", { enum: ALIAS_HISTORY_ACTIONS }).notNull(),
   reason: text("reason"),
+  /** The gate's decision with both scores, when an evaluation decided this row. */
+  evaluation: jsonb("evaluation").$type<JsonObject>(),
   at: ts("at").notNull().defaultNow(),
 }, (t) => [
   primaryKey({ name: "model_alias_history_pkey", columns: [t.seq] }),
   index("model_alias_history_alias_seq_idx").on(t.alias, t.seq),
-  check("model_alias_history_action_check", sql`${t.action} IN ('set', 'rollback')`),
+  check("model_alias_history_action_check", sql`${t.action} IN ('set', 'rollback', 'refused')`),
 ]);

@@ -51,20 +51,40 @@ export function prepareData(tokenizer: Tokenizer, padTokenId: number, o: DataOpt
     validationFraction: o.validationFraction,
     validation: validSet?.examples,
   });
-  const collateOpts = { padTokenId, padToMultipleOf: 8 };
-  const source = new CountingSource(new LmBatchSource(train, { batchSize: o.batchSize, seed: o.seed }, collateOpts));
+  const source = new CountingSource(
+    new LmBatchSource(train, { batchSize: o.batchSize, seed: o.seed }, collateOptions(padTokenId)),
+  );
   const batchesPerEpoch = source.inner.batchesIn(0);
   return {
     train,
     validation,
     truncated: train.filter((e) => e.truncated).length + validation.filter((e) => e.truncated).length,
     source,
-    validBatches: validation.length
-      ? makeBatches(validation, { batchSize: o.batchSize, seed: o.seed, bucketBatches: 1 << 20 }, collateOpts)
-      : [],
+    validBatches: validationBatches(validation, o, padTokenId),
     batchesPerEpoch,
     totalSteps: Math.max(1, Math.floor(o.epochs * batchesPerEpoch / o.gradientAccumulation)),
   };
+}
+
+function collateOptions(padTokenId: number) {
+  return { padTokenId, padToMultipleOf: 8 };
+}
+
+/**
+ * A validation set's batches, sorted by length (one bucket) so they pad little: what `full_valid_loss` is
+ * computed over, and what an evaluation of another model on the same examples uses (lm_evaluation.ts).
+ */
+export function validationBatches(
+  examples: readonly TokenizedExample[],
+  o: Pick<FineTuneConfig, "batchSize" | "seed">,
+  padTokenId: number,
+): LmBatch[] {
+  if (!examples.length) return [];
+  return makeBatches(
+    examples,
+    { batchSize: o.batchSize, seed: o.seed, bucketBatches: 1 << 20 },
+    collateOptions(padTokenId),
+  );
 }
 
 /** Counts the tokens of the batches the trainer takes (tokens/s, trained tokens). */
