@@ -88,6 +88,9 @@ const EventSchema = z.object({
   reason: z.string().nullable(),
   load_ms: z.number().nullable(),
   validate_ms: z.number().nullable(),
+  via: z.enum(["notify", "refresh"]).nullable().openapi({
+    description: "For a replica's sync: whether the store's NOTIFY or the periodic refresh (a lost NOTIFY) started it.",
+  }),
 }).openapi({ description: "This replica's switch attempts (in memory, newest first)." });
 
 export const AliasObjectSchema = z.object({
@@ -244,6 +247,7 @@ function eventObject(e: AliasEvent): z.infer<typeof EventSchema> {
     reason: e.reason,
     load_ms: e.loadMs,
     validate_ms: e.validateMs,
+    via: e.via ?? null,
   };
 }
 

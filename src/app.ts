@@ -59,6 +59,10 @@ export interface AppDeps {
   versions?: VersionService;
   /** The data directory's filesystem: free space and disk pressure in /ready and /metrics. */
   disk?: DiskSpace;
+  /** Whether the database answers: /ready is 503 `unavailable` while it does not. */
+  database?: () => Promise<boolean>;
+  /** This replica's name and training job, in /ready. */
+  replica?: () => { id: string; trainingJob: string | null };
 }
 
 /** The evaluation set of an eval-gated alias switch: the named file, else the target version's job's validation file. */
@@ -128,7 +132,16 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     systemFingerprint: deps.systemFingerprint ?? "fp_scalora",
     timing: (model: string) => metrics.timing(model),
   };
-  app.route("/", healthRoutes({ ready: deps.ready, metrics, disk: deps.disk }));
+  app.route(
+    "/",
+    healthRoutes({
+      ready: deps.ready,
+      metrics,
+      disk: deps.disk,
+      database: deps.database,
+      replica: deps.replica,
+    }),
+  );
   app.route("/", modelsRoutes(deps.models));
   app.route("/", completionRoutes(ctx));
   app.route("/", chatRoutes(ctx));

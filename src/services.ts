@@ -17,7 +17,11 @@ import { loadRegistryConfig } from "./registry/registry_config.ts";
 import { RegistryVersionSink } from "./registry/version_sink.ts";
 import { VersionService } from "./registry/versions.ts";
 import { chooseDevice, type Device } from "./runtime/device.ts";
+import { CheckpointStore } from "./jobs/checkpoint_store.ts";
+import type { ArtifactStore } from "./store/artifact_store.ts";
 import { BlobStore } from "./store/blob_store.ts";
+import { LocalCache } from "./store/local_cache.ts";
+import { openArtifactStore } from "./store/open_artifact_store.ts";
 import { FileService } from "./store/file_service.ts";
 import { openStore, type Store } from "./store/store.ts";
 import { createFineTuning, type FineTuning } from "./jobs/fine_tuning_setup.ts";
@@ -32,6 +36,8 @@ export interface Services {
   coordinator: AliasCoordinator;
   versions: VersionService;
   fineTuning: FineTuning;
+  /** Where artifacts live: the data directory, or an S3-compatible bucket shared by replicas. */
+  artifacts: ArtifactStore;
   /** Loads the base model; /ready answers 200 once it resolves. */
   warm(): Promise<void>;
   /** Checkpoints and re-queues the running job, drains engines, closes the store. */
@@ -55,9 +61,23 @@ export async function createServices(
   const device = choice.device;
   console.log(JSON.stringify({ device, reason: choice.reason }));
 
+  const artifacts = await openArtifactStore({
+    url: config.artifactStore,
+    dataDir: config.dataDir,
+    s3: { endpoint: config.s3Endpoint ?? undefined, forcePathStyle: config.s3ForcePathStyle ?? undefined },
+  });
+  if (artifacts.remote) console.log(JSON.stringify({ artifact_store: artifacts.location }));
   const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   const disk = new DiskSpace(config.dataDir, config.diskLowFreeBytes);
-  const blobs = await BlobStore.open(join(config.dataDir, "files"));
+  // On an object store the data directory is a bounded cache of what this replica runs.
+  const cache = artifacts.remote
+    ? new LocalCache({
+      root: config.dataDir,
+      budgetBytes: config.artifactCacheBytes,
+      roots: ["versions", "compiled/patched", "compiled/full", "exports"],
+    })
+    : undefined;
+  const blobs = await BlobStore.open(join(config.dataDir, "files"), { artifacts, prefix: "files/" });
   await blobs.sweepTemp(24 * 3600_000); // leftovers of uploads cut off by a crash
   const files = new FileService(store, blobs);
 
@@ -71,6 +91,8 @@ export async function createServices(
     bases,
     compileMode: registryConfig.compileMode,
     denseDtype: registryConfig.denseDtype,
+    artifacts,
+    cache,
   });
   const registry = new ModelRegistry({
     versions,
@@ -87,6 +109,8 @@ export async function createServices(
     onEvent: (e) => console.log(JSON.stringify({ alias_event: e })),
   });
   await coordinator.start();
+  // NOTIFY carries alias changes between replicas; this re-read catches one that got lost.
+  coordinator.refreshEvery(registryConfig.refreshMs);
 
   const fineTuning = createFineTuning({
     store,
@@ -97,7 +121,14 @@ export async function createServices(
     baseModels: bases,
     dataDir: config.dataDir,
     // A job paused because the disk filled resumes once DATA_DIR has room again.
-    runner: { device, disk, diskPollMs: opts.diskPollMs },
+    runner: {
+      device,
+      disk,
+      diskPollMs: opts.diskPollMs,
+      leaseMs: config.jobLeaseMs,
+      // With a shared store, any replica that claims the job resumes it from there.
+      checkpoints: new CheckpointStore(artifacts),
+    },
   });
   await fineTuning.runner.start(); // re-queues a job a crash left running
 
@@ -114,6 +145,8 @@ export async function createServices(
     versions,
     logRequest: opts.logRequest,
     disk,
+    database: config.databaseUrl === null ? undefined : () => store.ping(),
+    replica: () => ({ id: fineTuning.runner.owner, trainingJob: fineTuning.runner.activeJob }),
   });
   return {
     app,
@@ -123,6 +156,7 @@ export async function createServices(
     coordinator,
     versions,
     fineTuning,
+    artifacts,
     warm: async () => {
       await registry.warm(config.model);
       ready = true;
@@ -131,7 +165,9 @@ export async function createServices(
       await fineTuning.runner.stop();
       await coordinator.close();
       await registry.close();
+      await versions.collected();
       await store.close();
+      artifacts.close();
     },
   };
 }

@@ -15,12 +15,15 @@ import { checkpointModelName } from "./job_spec.ts";
 import type { TrainEvent } from "./job_worker_protocol.ts";
 import type { EvaluationData, NewVersion, PromotionGate, VersionSink } from "./ports.ts";
 import { SerialQueue } from "./serial_queue.ts";
+import type { CheckpointStore } from "./checkpoint_store.ts";
 
 export interface RecorderDeps {
   store: Store;
   journal: JobJournal;
   sink: VersionSink;
   log: (message: string) => void;
+  /** A shared artifact store: each checkpoint's trainer state is uploaded before the checkpoint is recorded. */
+  checkpoints?: CheckpointStore;
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -157,6 +160,14 @@ export class RunRecorder {
     const { store, journal, sink } = this.deps;
     const jobId = this.job.id;
     const metrics = checkpointMetrics(e.metrics);
+    if (this.deps.checkpoints) {
+      try {
+        await this.deps.checkpoints.upload(jobId, e.dir);
+      } catch (err) {
+        // The previous uploaded checkpoint stays the one another replica would resume from.
+        this.deps.log(`job ${jobId}: uploading the checkpoint at step ${e.step} failed: ${message(err)}`);
+      }
+    }
     let name: string;
     try {
       name = await createVersionOnce(sink, {

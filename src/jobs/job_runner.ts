@@ -31,6 +31,7 @@ import type { JobRecord } from "../store/job_queries.ts";
 import { isTerminal } from "../store/job_status.ts";
 import type { Store } from "../store/store.ts";
 import { formatIssue } from "../train/dataset_errors.ts";
+import type { CheckpointStore } from "./checkpoint_store.ts";
 import { JobDirs } from "./job_dirs.ts";
 import type { JobJournal } from "./job_events.ts";
 import { RunRecorder } from "./job_recorder.ts";
@@ -79,6 +80,12 @@ export interface JobRunnerOptions {
    */
   disk?: DiskSpace;
   diskPollMs?: number;
+  /**
+   * Checkpoints in a shared artifact store: uploaded as they are written,
+   * restored before a run, so any replica that claims the job resumes it.
+   * Without it (or with the local store) the job directory is the only copy.
+   */
+  checkpoints?: CheckpointStore;
 }
 
 /** The `error` a job paused for a full disk carries until it resumes (and how the runner knows to resume it). */
@@ -93,7 +100,7 @@ interface ActiveRun {
 }
 
 type Settings =
-  & Required<Omit<JobRunnerOptions, "device" | "threads" | "owner" | "backend" | "disk">>
+  & Required<Omit<JobRunnerOptions, "device" | "threads" | "owner" | "backend" | "disk" | "checkpoints">>
   & JobRunnerOptions;
 
 const LIST_PAGE = 1000;
@@ -303,6 +310,20 @@ export class JobRunner implements JobControl {
         removed = true;
       }
     }
+    // The same for checkpoints in a shared store (any replica may have left them).
+    for (const jobId of await this.#o.checkpoints?.jobIds().catch(() => []) ?? []) {
+      let terminal = true;
+      try {
+        terminal = isTerminal((await this.#o.store.jobs.get(jobId)).status);
+      } catch (e) {
+        if (!(e instanceof StoreError && e.kind === "not_found")) throw e;
+      }
+      if (terminal) {
+        await this.#o.checkpoints!.remove(jobId).catch((e) =>
+          this.#o.log(`removing the stored checkpoints of ${jobId} failed: ${describe(e)}`)
+        );
+      }
+    }
     if (removed) await this.#collectGarbage();
   }
 
@@ -398,6 +419,13 @@ export class JobRunner implements JobControl {
         : "Fine-tuning job started",
     );
 
+    const restored = await this.#restoreCheckpoint(job.id);
+    if (restored !== null) {
+      await this.#o.journal.append(job.id, {
+        level: "info",
+        message: `Checkpoint at step ${restored} restored from the artifact store`,
+      });
+    }
     const recorder = new RunRecorder(this.#o, job, fineTunedModelName(job.model, job.suffix, job.id));
     const run = this.#backend.train(
       trainOptions(spec.supervised.hyperparameters, {
@@ -442,6 +470,26 @@ export class JobRunner implements JobControl {
     await this.#dirs.runEnded(job.id);
   }
 
+  /** The shared store's newest checkpoint into the job directory (null: none, or no shared store). */
+  async #restoreCheckpoint(jobId: string): Promise<number | null> {
+    if (!this.#o.checkpoints) return null;
+    try {
+      return await this.#o.checkpoints.restore(jobId, this.#dirs.checkpoints(jobId));
+    } catch (e) {
+      // The run goes on from what is local (or from scratch): same trajectory, more steps.
+      this.#o.log(`job ${jobId}: restoring its checkpoint from the artifact store failed: ${describe(e)}`);
+      return null;
+    }
+  }
+
+  /** A pause point or shutdown checkpoint into the shared store, so another replica can resume from it. */
+  async #uploadCheckpoint(jobId: string, dir: string | null): Promise<void> {
+    if (!dir || !this.#o.checkpoints) return;
+    await this.#o.checkpoints.upload(jobId, dir).catch((e) =>
+      this.#o.log(`job ${jobId}: uploading the checkpoint ${dir} failed: ${describe(e)}`)
+    );
+  }
+
   async #finish(
     job: JobRecord,
     spec: StoredMethod,
@@ -458,6 +506,9 @@ export class JobRunner implements JobControl {
     }
     if (outcome.kind === "aborted") {
       const { step } = outcome;
+      if (reason === "pause" || reason === "shutdown") {
+        await this.#uploadCheckpoint(job.id, outcome.checkpoint);
+      }
       if (reason === "pause") {
         const where = outcome.checkpoint ? `; it resumes from step ${step}` : "";
         await journal.append(job.id, { level: "info", message: `Training paused at step ${step}${where}` });
@@ -612,6 +663,9 @@ export class JobRunner implements JobControl {
   /** Removes a finished job's files (checkpoints, marker) and the uploads only it still needed. */
   async #cleanUp(jobId: string): Promise<void> {
     await this.#dirs.remove(jobId).catch((e) => this.#o.log(`removing the files of ${jobId} failed: ${describe(e)}`));
+    await this.#o.checkpoints?.remove(jobId).catch((e) =>
+      this.#o.log(`removing the stored checkpoints of ${jobId} failed: ${describe(e)}`)
+    );
     await this.#collectGarbage();
   }
 

@@ -41,6 +41,8 @@ export interface AliasEvent {
   loadMs: number | null;
   validateMs: number | null;
   probeText: string | null;
+  /** What made a replica reconcile (origin "replica"): the store's NOTIFY, or the periodic refresh (a lost NOTIFY). */
+  via?: "notify" | "refresh";
 }
 
 export interface AliasSwitch {
@@ -93,6 +95,12 @@ export class AliasCoordinator {
   readonly #onEvent: (event: AliasEvent) => void;
   readonly #events = new Map<string, AliasEvent[]>();
   readonly #chains = new Map<string, Promise<unknown>>();
+  /** What started the reconcile running for an alias (its events say so). */
+  readonly #via = new Map<string, "notify" | "refresh">();
+  /** The target a reconcile last refused per alias (the periodic refresh does not retry it; a NOTIFY does). */
+  readonly #rejected = new Map<string, string>();
+  #refreshTimer: ReturnType<typeof setInterval> | null = null;
+  #refreshing: Promise<void> | null = null;
   #unsubscribe: (() => Promise<void>) | null = null;
 
   constructor(opts: AliasCoordinatorOptions) {
@@ -107,13 +115,56 @@ export class AliasCoordinator {
   async start(): Promise<void> {
     for (const row of await this.#store.aliases.list()) this.#registry.setAliasTarget(row.name, row.target);
     this.#unsubscribe = await this.#store.aliases.subscribe((change) => {
-      this.#serial(change.alias, () => this.#reconcile(change.alias)).catch((e) =>
+      this.#serial(change.alias, () => this.#reconcile(change.alias, "notify")).catch((e) =>
         console.error(`alias ${change.alias}: reconcile failed: ${errorText(e)}`)
       );
     });
   }
 
+  /**
+   * The fallback for a lost NOTIFY (a dropped LISTEN connection, a database
+   * outage): every `ms`, re-reads the aliases and reconciles each one this
+   * replica serves differently. A change younger than `graceMs` is left to
+   * its NOTIFY. 0 = never.
+   */
+  refreshEvery(ms: number, graceMs = Math.min(500, Math.floor(ms / 2))): void {
+    if (this.#refreshTimer !== null) clearInterval(this.#refreshTimer);
+    this.#refreshTimer = null;
+    if (ms <= 0) return;
+    let failing = false;
+    this.#refreshTimer = setInterval(() => {
+      if (this.#refreshing) return;
+      this.#refreshing = this.refresh(graceMs).then(() => {
+        if (failing) console.error("alias refresh: the store answers again");
+        failing = false;
+      }, (e) => {
+        if (!failing) console.error(`alias refresh failed (retrying every ${ms} ms): ${errorText(e)}`);
+        failing = true;
+      }).finally(() => (this.#refreshing = null));
+    }, ms);
+    Deno.unrefTimer(this.#refreshTimer);
+  }
+
+  /** One pass of the periodic refresh: reconciles every alias whose stored target differs from what is served here. */
+  async refresh(graceMs = 0): Promise<void> {
+    const rows = await this.#store.aliases.list();
+    const stored = new Set(rows.map((r) => r.name));
+    const stale = rows.filter((r) =>
+      this.#registry.aliasTarget(r.name) !== r.target && Date.now() - r.updatedAt.getTime() >= graceMs &&
+      this.#rejected.get(r.name) !== r.target
+    ).map((r) => r.name);
+    for (const name of this.#registry.aliases().keys()) if (!stored.has(name)) stale.push(name);
+    // An alias with a change in progress here is left to it.
+    await Promise.allSettled(
+      stale.filter((name) => !this.#chains.has(name)).map((name) =>
+        this.#serial(name, () => this.#reconcile(name, "refresh"))
+      ),
+    );
+  }
+
   async close(): Promise<void> {
+    this.refreshEvery(0);
+    await this.#refreshing;
     await this.#unsubscribe?.();
     this.#unsubscribe = null;
     await Promise.allSettled([...this.#chains.values()]);
@@ -311,7 +362,16 @@ export class AliasCoordinator {
   }
 
   /** Store row → local serving target, validating a new target first. */
-  async #reconcile(name: string): Promise<void> {
+  async #reconcile(name: string, via?: "notify" | "refresh"): Promise<void> {
+    if (via) this.#via.set(name, via);
+    try {
+      await this.#reconcileNow(name);
+    } finally {
+      this.#via.delete(name);
+    }
+  }
+
+  async #reconcileNow(name: string): Promise<void> {
     const row = await this.#store.aliases.find(name);
     const from = this.#registry.aliasTarget(name) ?? null;
     if (!row) {
@@ -428,6 +488,12 @@ export class AliasCoordinator {
   }
 
   #push(event: AliasEvent): AliasEvent {
+    const via = this.#via.get(event.alias);
+    if (via && event.origin === "replica") {
+      event.via = via;
+      if (event.type === "rejected") this.#rejected.set(event.alias, event.to);
+    }
+    if (event.type === "switched") this.#rejected.delete(event.alias);
     const list = this.#events.get(event.alias) ?? [];
     list.push(event);
     if (list.length > this.#maxEvents) list.splice(0, list.length - this.#maxEvents);
