@@ -45,11 +45,11 @@ import { createEngine } from "../src/serve/batch_engine.ts";
 import { generate } from "../src/serve/generate.ts";
 import { loadModel } from "../src/serve/load_model.ts";
 import type { StepMetrics } from "../src/serve/scheduler.ts";
-import { collate, type LmBatch } from "../src/train/batching.ts";
+import { collate } from "../src/train/batching.ts";
 import { initAdapterFactors, LmTrainingModel } from "../src/train/lm_training_graph.ts";
 import { Trainer, type TrainerConfig } from "../src/train/trainer.ts";
-import type { BatchSource, DataPosition } from "../src/train/types.ts";
 import { benchModel } from "./bench_model.ts";
+import { FixedBatch } from "./fixed_batch.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -116,21 +116,6 @@ async function deviceBandwidth(device: Device, bytes: number): Promise<number> {
     return (4 * bytes) / median(times);
   } finally {
     await session.release();
-  }
-}
-
-class FixedBatch implements BatchSource<LmBatch> {
-  #i = 0;
-  constructor(readonly batch: LmBatch) {}
-  next(): LmBatch {
-    this.#i++;
-    return this.batch;
-  }
-  position(): DataPosition {
-    return { epoch: 0, index: this.#i };
-  }
-  seek(p: DataPosition): void {
-    this.#i = p.index;
   }
 }
 

@@ -16,7 +16,7 @@
  * uses it: GPU memory is freed by dispose(), not by the JS garbage collector.
  */
 import type { KvCache, LayerKv } from "./causal_lm.ts";
-import { SequenceStateError } from "./kv_store.ts";
+import { checkPrefill, SequenceStateError } from "./kv_store.ts";
 import type { OrtTensor } from "./ort.ts";
 
 /** Leading columns no row uses that are kept before they are cut away (a copy of the batch). */
@@ -141,10 +141,7 @@ export class DeviceKvStore {
 
   /** Row b of `cache` ([n, kv, width, hd], on the device) is sequence `ids[b]`, its `lens[b]` tokens right-aligned. */
   addPrefilled(ids: number[], cache: KvCache, lens: number[]): void {
-    if (ids.length !== cache.batch || lens.length !== cache.batch) {
-      throw new SequenceStateError(`a prefill cache of ${cache.batch} rows for ${ids.length} sequences`);
-    }
-    for (const id of ids) if (this.has(id)) throw new SequenceStateError(`sequence ${id} already exists`);
+    checkPrefill(ids, cache, lens, (id) => this.has(id));
     const group: Group = { layers: cache.layers, width: cache.length, live: ids.length };
     ids.forEach((id, row) => this.#solo.set(id, { group, row, len: lens[row] }));
   }

@@ -20,6 +20,14 @@ export class SequenceStateError extends Error {
   override name = "SequenceStateError";
 }
 
+/** A prefill's cache has one row per sequence, and none of them is held already. */
+export function checkPrefill(ids: number[], cache: KvCache, lens: number[], held: (id: number) => boolean): void {
+  if (ids.length !== cache.batch || lens.length !== cache.batch) {
+    throw new SequenceStateError(`a prefill cache of ${cache.batch} rows for ${ids.length} sequences`);
+  }
+  for (const id of ids) if (held(id)) throw new SequenceStateError(`sequence ${id} already exists`);
+}
+
 export class KvStore {
   /** Sequences outside the batch: fresh prefills and parked batch rows. */
   readonly #solo = new Map<number, RowSource>();
@@ -36,10 +44,7 @@ export class KvStore {
 
   /** The sequences of one prefill: row b of `cache` is `ids[b]`, its `lens[b]` tokens right-aligned. */
   addPrefilled(ids: number[], cache: KvCache, lens: number[]): void {
-    if (ids.length !== cache.batch || lens.length !== cache.batch) {
-      throw new SequenceStateError(`a prefill cache of ${cache.batch} rows for ${ids.length} sequences`);
-    }
-    for (const id of ids) if (this.has(id)) throw new SequenceStateError(`sequence ${id} already exists`);
+    checkPrefill(ids, cache, lens, (id) => this.has(id));
     ids.forEach((id, row) =>
       this.#solo.set(id, { id, layers: cache.layers, row, width: cache.length, len: lens[row] })
     );
