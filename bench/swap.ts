@@ -1,5 +1,6 @@
 /**
  * deno task bench:swap [--preset smollm2-135m|tiny] [--runs N] [--no-full]
+ *                      [--cross-runs N] [--cross-preset P] [--no-cross-replica] [--cross-replica-only]
  *
  * Time from "version created" (≈ the job succeeded) to the first token
  * streamed from the new version through an alias switch, on CPU: a
@@ -16,6 +17,13 @@
  *   WeightSource: computes W + U Vᵀ in JS and writes the whole model),
  *   i.e. what the patch avoids.
  *
+ * - cross_replica (bench/swap_replicas.ts): two replicas (src/main.ts) on one
+ *   PostgreSQL and an S3-compatible store; an alias switch through replica A,
+ *   timed until replica B serves the new target (median, p99). Needs a
+ *   PostgreSQL server (BENCH_DATABASE_URL or TEST_DATABASE_URL); skipped
+ *   without one. `--cross-replica-only` runs just this part and keeps the
+ *   other results of bench/results/swap.json.
+ *
  * Prints a JSON result, then a one-line summary; writes bench/results/swap.json.
  */
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
@@ -31,6 +39,7 @@ import { ModelRegistry } from "../src/registry/model_registry.ts";
 import type { LayerDelta } from "../src/train/layer_delta.ts";
 import { type CompileMode, versionMetadata, VersionService } from "../src/registry/versions.ts";
 import { openStore, type Store } from "../src/store/store.ts";
+import { type CrossReplicaResult, crossReplicaSwitch, databaseUrlForBench } from "./swap_replicas.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -38,6 +47,10 @@ const { values } = parseArgs({
     preset: { type: "string", default: "smollm2-135m" },
     runs: { type: "string", default: "2" },
     "no-full": { type: "boolean", default: false },
+    "cross-runs": { type: "string", default: "30" },
+    "cross-preset": { type: "string" },
+    "no-cross-replica": { type: "boolean", default: false },
+    "cross-replica-only": { type: "boolean", default: false },
   },
 });
 const preset = values.preset as TinyPreset;
@@ -190,6 +203,45 @@ const ckpt = await bases.openCheckpoint(baseId);
 const config = ckpt.config;
 ckpt.close();
 
+/** The cross-replica switch (null: no PostgreSQL server to run it on, or turned off). */
+async function crossReplica(): Promise<CrossReplicaResult | { skipped: string }> {
+  const databaseUrl = databaseUrlForBench();
+  if (!databaseUrl) return { skipped: "no PostgreSQL server (set BENCH_DATABASE_URL or TEST_DATABASE_URL)" };
+  const crossPreset = (values["cross-preset"] ?? preset) as TinyPreset;
+  const model = crossPreset === preset ? modelDir : (await benchModel(crossPreset)).modelDir;
+  const cfgCkpt = await bases.openCheckpoint(model);
+  const cfg = cfgCkpt.config;
+  cfgCkpt.close();
+  return {
+    preset: crossPreset,
+    ...await crossReplicaSwitch({
+      modelDir: model,
+      deltas: (s) => scaloraDelta(cfg, 1000 + s),
+      runs: Number(values["cross-runs"]),
+      databaseUrl,
+    }),
+  } as CrossReplicaResult;
+}
+
+const crossSummary = (x: CrossReplicaResult | { skipped: string }) =>
+  "skipped" in x
+    ? `cross-replica skipped (${x.skipped})`
+    : `cross-replica alias switch A -> B: median ${x.warm.median_ms} ms, p99 ${x.warm.p99_ms} ms over ${x.runs} ` +
+      `(cold ${x.cold_ms.map((v) => `${(v / 1000).toFixed(2)} s`).join(", ")})`;
+
+if (values["cross-replica-only"]) {
+  const cross = await crossReplica();
+  await store.close();
+  await Deno.remove(dbDir, { recursive: true });
+  const previous = JSON.parse(await Deno.readTextFile("bench/results/swap.json").catch(() => "{}"));
+  const merged = { ...previous, bench: "swap", cross_replica: cross };
+  console.log(JSON.stringify(cross, null, 2));
+  await Deno.mkdir("bench/results", { recursive: true });
+  await Deno.writeTextFile("bench/results/swap.json", JSON.stringify(merged, null, 2) + "\n");
+  console.log(`swap: ${crossSummary(cross)}`);
+  Deno.exit(0);
+}
+
 const main = await stack(store, false, "patch");
 const tb = performance.now();
 await main.coordinator.set("prod", baseId);
@@ -218,6 +270,7 @@ if (!values["no-full"]) {
 }
 await store.close();
 await Deno.remove(dbDir, { recursive: true });
+const cross = values["no-cross-replica"] ? { skipped: "--no-cross-replica" } : await crossReplica();
 
 const variants = {
   cold: summarize(results.cold),
@@ -244,6 +297,7 @@ const result = {
   target_ms: 2000,
   variants,
   load_average: { start: loadAtStart, end: await loadAvg() },
+  cross_replica: cross,
   runs_detail: results,
   method:
     "total_ms = version row exists -> alias switch (compile if needed + engine load + validation) -> resolve -> first streamed token; per-field medians over runs (so fields need not add up; runs_detail has each run; full: 1 run). warm_ms is spent at job end, off the switch path.",
@@ -262,5 +316,6 @@ console.log(
     }, validate ${s(c.validate_ms)}), precompiled ${s(p.total_ms)} (+${
       s(p.create_version_ms - c.create_version_ms)
     } in createVersion), warmed ${s(w.total_ms)} (+${s(w.warm_ms)} warm at job end)` +
-    (full ? `, full merged compile ${s(full.total_ms)} (compile ${s(full.compile_ms)})` : "") + `; target 2 s`,
+    (full ? `, full merged compile ${s(full.total_ms)} (compile ${s(full.compile_ms)})` : "") + `; target 2 s; ` +
+    crossSummary(cross),
 );
