@@ -147,6 +147,31 @@ webgpuTest(
   },
 );
 
+webgpuTest("two engines (two workers) on the device at once: runs are serialized, results unchanged", async () => {
+  const models = [await tinyModelDir("llama"), await tinyModelDir("qwen3")];
+  const engines = await Promise.all(
+    models.map((m) =>
+      createEngine(m.dir, { dtype: "float32", dataDir: `${m.root}/data`, device: "webgpu", admissionQuietMs: 0 })
+    ),
+  );
+  try {
+    const alone: Generated[][] = [];
+    for (const e of engines) {
+      const out: Generated[] = [];
+      for (let p = 0; p < PROMPTS.length; p++) out.push(await greedy(e, p));
+      alone.push(out);
+    }
+    // Every prompt of both engines at once, twice over: the two workers' sessions share one WebGPU context.
+    for (let round = 0; round < 2; round++) {
+      const together = await Promise.all(engines.map((e) => Promise.all(PROMPTS.map((_, p) => greedy(e, p)))));
+      together.forEach((outs, i) => outs.forEach((g, p) => assert.deepEqual(g.tokens, alone[i][p].tokens)));
+    }
+  } finally {
+    await Promise.all(engines.map((e) => e.close()));
+    for (const m of models) await Deno.remove(m.root, { recursive: true });
+  }
+});
+
 webgpuTest(
   "fp16 on the device tracks fp32 on the CPU (prefill logits, then device-resident decode steps)",
   async () => {

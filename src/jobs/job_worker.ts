@@ -11,6 +11,7 @@
 /// <reference lib="deno.worker" />
 import "./worker_globals.ts"; // before anything loads transformers.js
 import "../runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
+import { adoptDeviceLock } from "../runtime/device_lock.ts";
 import { fineTune, FineTuneAborted } from "../train/fine_tune.ts";
 import type { TrainOptions } from "./job_spec.ts";
 import { jobFailure, validateJobFiles } from "./job_validation.ts";
@@ -46,6 +47,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       post({ type: "validated", outcome: await validateJobFiles(msg.request) });
       return;
     case "train":
+      adoptDeviceLock(msg.deviceLock);
       post({ type: "trained", outcome: await train(msg.options) });
       return;
   }

@@ -52,7 +52,8 @@ export type TrainOutcome =
 
 export type ToWorker =
   | { type: "validate"; request: ValidateRequest }
-  | { type: "train"; options: TrainOptions }
+  /** `deviceLock`: the process's WebGPU lock (runtime/device_lock.ts), shared with the serving workers. */
+  | { type: "train"; options: TrainOptions; deviceLock: SharedArrayBuffer }
   | { type: "abort"; reason: string };
 
 export type FromWorker =

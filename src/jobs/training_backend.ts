@@ -4,6 +4,7 @@
  * both in a fresh Worker per call (job_worker.ts); tests substitute fakes to
  * drive the runner through states deterministically.
  */
+import { deviceLockBuffer } from "../runtime/device_lock.ts";
 import type { TrainOptions } from "./job_spec.ts";
 import type {
   FromWorker,
@@ -38,7 +39,7 @@ export class WorkerBackend implements TrainingBackend {
   }
 
   train(options: TrainOptions, onEvent: (e: TrainEvent) => void): TrainingRun {
-    return this.#run<TrainOutcome>({ type: "train", options }, (m, settle) => {
+    return this.#run<TrainOutcome>({ type: "train", options, deviceLock: deviceLockBuffer() }, (m, settle) => {
       if (m.type === "event") onEvent(m.event);
       else if (m.type === "trained") settle(m.outcome);
     }, (message): TrainOutcome => ({ kind: "failed", error: { code: "worker_crashed", message, param: null } }));

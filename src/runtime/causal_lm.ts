@@ -9,6 +9,7 @@ import type { ComputeDType } from "../model/decoder_graph.ts";
 import { IO_NAMES } from "../model/decoder_graph.ts";
 import type { Device } from "./device.ts";
 import { disposeLayers } from "./device_kv.ts";
+import { releaseOnDevice } from "./device_lock.ts";
 import { ort, type OrtSession, type OrtTensor } from "./ort.ts";
 import { createSession, type OutputLocation, type SessionOptions } from "./session.ts";
 import { hostBytes, NO_TRANSFER, type TransferBytes } from "./transfer.ts";
@@ -168,7 +169,7 @@ export class CausalLM {
     // With per-output locations every output is fetched, in the session's order (see SessionOptions).
     const out = await this.session.run(feeds, this.kvOnDevice ? this.session.outputNames : wanted);
     const keep = new Set(wanted);
-    for (const [name, t] of Object.entries(out)) if (!keep.has(name) && t.location === "gpu-buffer") t.dispose();
+    for (const [name, t] of Object.entries(out)) if (!keep.has(name) && t.location === "gpu-buffer") releaseOnDevice(t);
     const fetched = wanted.map((name) => out[name]);
     return {
       logits: out[IO_NAMES.logits].data as Float32Array,

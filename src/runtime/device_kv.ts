@@ -12,10 +12,12 @@
  * and leave through the KV graphs of kv_ops.ts, which also cut leading
  * columns no row uses once they exceed SLACK_COLUMNS.
  *
- * The store holds every tensor it is given and disposes it when no sequence
- * uses it: GPU memory is freed by dispose(), not by the JS garbage collector.
+ * The store holds every tensor it is given and releases it when no sequence
+ * uses it: GPU memory is freed by dispose() (under the device lock:
+ * releaseOnDevice), not by the JS garbage collector.
  */
 import type { KvCache, LayerKv } from "./causal_lm.ts";
+import { releaseOnDevice } from "./device_lock.ts";
 import { checkPrefill, SequenceStateError } from "./kv_store.ts";
 import type { OrtTensor } from "./ort.ts";
 
@@ -59,7 +61,7 @@ export function disposeLayers(layers: readonly LayerKv[]): void {
 
 function dispose(t: OrtTensor): void {
   // CPU tensors (tests run the same logic on the CPU) have nothing to free.
-  if (t.location === "gpu-buffer") t.dispose();
+  if (t.location === "gpu-buffer") releaseOnDevice(t);
 }
 
 /** The decode batch: its inputs for the next step, and the step's `present` adopted after it. */

@@ -17,6 +17,7 @@
 import "./ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { CausalLM } from "./causal_lm.ts";
 import { DeviceKvStore } from "./device_kv.ts";
+import { adoptDeviceLock } from "./device_lock.ts";
 import { leftPaddedPrompts } from "./kv_batch.ts";
 import { SessionKvOps } from "./kv_ops.ts";
 import { KvStore, SequenceStateError } from "./kv_store.ts";
@@ -133,7 +134,8 @@ async function handle(req: WorkerRequest): Promise<{ result: OpResults[WorkerOp]
       if (lm) throw new RequestError({ kind: "BadRequest", message: "a model is already loaded" });
       const t0 = performance.now();
       try {
-        const { config, dtype, device, threads } = req.spec;
+        const { config, dtype, device, threads, deviceLock } = req.spec;
+        adoptDeviceLock(deviceLock);
         lm = await CausalLM.open(config, req.spec.modelPath, dtype, { device, threads });
         if (lm.kvOnDevice) {
           const shape = { layers: config.numLayers, kvHeads: config.numKvHeads, headDim: config.headDim, dtype };

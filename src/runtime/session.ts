@@ -7,6 +7,7 @@ import { elementBytes, type Graph } from "../onnx/ir.ts";
 import { lowerForWebGpu } from "../onnx/lowering.ts";
 import { serializeModel, writeModel } from "../onnx/writer.ts";
 import type { Device } from "./device.ts";
+import { withDeviceLock } from "./device_lock.ts";
 import { ort, type OrtSession } from "./ort.ts";
 
 export type { Device } from "./device.ts";
@@ -103,17 +104,27 @@ async function open(
     graphOptimizationLevel: "all",
     ...threads,
     // Arena growth on varying shapes would hold peak memory forever.
-    enableCpuMemArena: true,
+    enableCpuMemArena: Deno.env.get("I13_ARENA") !== "0",
     enableMemPattern: false,
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
     ...(device === "webgpu" && opts.outputLocation ? { preferredOutputLocation: opts.outputLocation } : {}),
   };
+  const create = () =>
+    typeof model === "string"
+      ? ort.InferenceSession.create(model, options)
+      : ort.InferenceSession.create(model, options);
   try {
-    return typeof model === "string"
-      ? await ort.InferenceSession.create(model, options)
-      : await ort.InferenceSession.create(model, options);
+    return device === "webgpu" ? lockedSession(await withDeviceLock(create)) : await create();
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     throw new SessionError(`cannot create an onnxruntime session for ${what} on ${device}: ${msg.split("\n")[0]}`);
   }
+}
+
+/** A WebGPU session whose runs and release take the process-wide device lock (see device_lock.ts). */
+function lockedSession(session: OrtSession): OrtSession {
+  const run = session.run.bind(session), release = session.release.bind(session);
+  session.run = ((...args: Parameters<OrtSession["run"]>) => withDeviceLock(() => run(...args))) as OrtSession["run"];
+  session.release = () => withDeviceLock(release);
+  return session;
 }

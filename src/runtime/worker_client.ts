@@ -4,6 +4,7 @@
  * `ModelWorkerError`s with the worker's error kind; if the worker dies, every
  * pending and later call fails with kind "WorkerGone".
  */
+import { deviceLockBuffer } from "./device_lock.ts";
 import type {
   DecodeResult,
   LoadResult,
@@ -50,11 +51,11 @@ export class ModelWorker {
     };
   }
 
-  /** Starts a worker and loads the model in it. */
-  static async start(spec: LoadSpec): Promise<{ worker: ModelWorker; load: LoadResult }> {
+  /** Starts a worker and loads the model in it (the worker shares this thread's device lock). */
+  static async start(spec: Omit<LoadSpec, "deviceLock">): Promise<{ worker: ModelWorker; load: LoadResult }> {
     const worker = new ModelWorker();
     try {
-      return { worker, load: await worker.#call("load", { spec }) };
+      return { worker, load: await worker.#call("load", { spec: { ...spec, deviceLock: deviceLockBuffer() } }) };
     } catch (e) {
       worker.terminate();
       throw e;

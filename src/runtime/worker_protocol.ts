@@ -20,6 +20,8 @@ export interface LoadSpec {
   device: Device;
   /** Intra-op threads; default: every core (see session.ts). */
   threads?: number;
+  /** The process's WebGPU lock (device_lock.ts), shared by every worker that runs on the device. */
+  deviceLock: SharedArrayBuffer;
 }
 
 export type WorkerRequest =

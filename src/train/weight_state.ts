@@ -19,6 +19,7 @@
  */
 import { MergeKernel } from "../../kernels/merge.ts";
 import { DeviceCopier } from "../runtime/device_copy.ts";
+import { releaseOnDevice } from "../runtime/device_lock.ts";
 import { ort, type OrtTensor } from "../runtime/ort.ts";
 import type { Device } from "../runtime/session.ts";
 import { type FrozenWeightLayout, loraNames } from "./lora_graph.ts";
@@ -204,7 +205,7 @@ export class DeviceWeightState implements GraphWeightState {
       s: mg.scale ?? 1,
     }));
     await this.#merger.runTensors(inputs, (i, W) => {
-      this.#tensors.get(live[i].name)!.dispose();
+      releaseOnDevice(this.#tensors.get(live[i].name)!);
       this.#tensors.set(live[i].name, W);
     });
   }
@@ -234,13 +235,14 @@ export class DeviceWeightState implements GraphWeightState {
     for (const [name, d] of data) {
       const { m, n } = this.#shape(name);
       const t = await this.#copier.upload(d, [m, n]);
-      this.#tensors.get(name)?.dispose();
+      const old = this.#tensors.get(name);
+      if (old) releaseOnDevice(old);
       this.#tensors.set(name, t);
     }
   }
 
   async release(): Promise<void> {
-    for (const t of this.#tensors.values()) t.dispose();
+    for (const t of this.#tensors.values()) releaseOnDevice(t);
     this.#tensors.clear();
     await this.#merger.release();
     await this.#copier.release();
