@@ -104,7 +104,7 @@ async function open(
     graphOptimizationLevel: "all",
     ...threads,
     // Arena growth on varying shapes would hold peak memory forever.
-    enableCpuMemArena: Deno.env.get("I13_ARENA") !== "0",
+    enableCpuMemArena: true,
     enableMemPattern: false,
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
     ...(device === "webgpu" && opts.outputLocation ? { preferredOutputLocation: opts.outputLocation } : {}),
