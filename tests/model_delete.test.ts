@@ -158,6 +158,8 @@ for (const backend of storeBackends) {
         );
         assert.equal((await fetch(`${base}/v1/versions/${version.id}`)).status, 404);
         assert.equal(services.registry.pool.peek(version.name), undefined);
+        // The files go once the engine has drained (in the background of the DELETE).
+        await services.versions.collected();
         assert.ok(!(await pathExists(deltaDir)), "delta artifact removed");
         assert.ok(!(await pathExists(servingDir)), "serving directory removed");
         assert.ok(!(await pathExists(`${dataDir}/exports/${version.id}`)), "exports removed");

@@ -16,6 +16,7 @@
  * 7. a replica that loses the database keeps serving what it has loaded, reports not-ready, and
  *    recovers when the database returns.
  */
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { sha256Bytes } from "../src/store/artifact_store.ts";
