@@ -215,7 +215,8 @@ export const FineTuningEventSchema = z.object({
   type: z.enum(["message", "metrics"]),
   data: z.record(z.string(), z.unknown()).nullable().openapi({
     description: "metrics: step, total_steps, epoch, train_loss, train_mean_token_accuracy, valid_loss, " +
-      "valid_mean_token_accuracy, tokens_per_second, learning_rate, scaling {columnwise_share, mean_alpha_beta}. " +
+      "valid_mean_token_accuracy, tokens_per_second, learning_rate, scaling {columnwise_share, mean_alpha_beta, " +
+      "update_rank: mean per layer of the rank the accumulated update can have, merged columns + r}. " +
       "Status changes: {status}.",
   }),
 }).openapi("FineTuningJobEvent");

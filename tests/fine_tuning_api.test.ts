@@ -348,7 +348,7 @@ Deno.test("fine-tuning API", async (t) => {
         const m = metrics[5].data as Json;
         assert.equal(m.step, 6);
         assert.equal(m.valid_loss, 0.5);
-        assert.deepEqual(m.scaling, { columnwise_share: 1, mean_alpha_beta: 0.9 });
+        assert.deepEqual(m.scaling, { columnwise_share: 1, mean_alpha_beta: 0.9, update_rank: 12 });
         for (const e of streamed) {
           assert.deepEqual(Object.keys(e).sort(), ["created_at", "data", "id", "level", "message", "object", "type"]);
           assert.equal(e.object, "fine_tuning.job.event");

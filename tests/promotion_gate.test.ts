@@ -5,7 +5,7 @@
  * model wins and switches it; a barely-trained one loses to it and is
  * refused; both decisions carry both scores in a job event and in the alias
  * history; the candidate's score is the job's own `full_valid_loss` (the same
- * evaluation code); rollback skips refused rows; `PUT /v1/aliases/{name}`
+ * evaluation code); ScaLoRA's update rank grows past r; rollback skips refused rows; `PUT /v1/aliases/{name}`
  * with `evaluate` refuses and accepts the same way; bad gates are 400s.
  */
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
@@ -156,6 +156,12 @@ Deno.test({
         Math.abs(won.decision.candidate.score! - reported) < 5e-3 * Math.max(1, reported),
         `gate ${won.decision.candidate.score} vs job ${reported}`,
       );
+
+      // ScaLoRA's per-event stats: merges grow the update's rank past r (8) with interval 1.
+      const metrics = (await client.fineTuning.jobs.listEvents(strong.id, { limit: 100 })).data
+        .filter((e) => e.type === "metrics").map((e) => e.data as { step: number; scaling?: { update_rank: number } });
+      const ranks = metrics.filter((m) => m.scaling).sort((a, b) => a.step - b.step).map((m) => m.scaling!.update_rank);
+      assert.ok(ranks.length > 1 && ranks.at(-1)! > 8 && ranks.at(-1)! >= ranks[0], JSON.stringify(ranks));
 
       // 2. A barely-trained model loses to it: refused, the alias stays.
       const weak = await gatedJob("weak", { n_epochs: 1, learning_rate_multiplier: 0.01, scaling: "none" });

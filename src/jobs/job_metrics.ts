@@ -21,7 +21,13 @@ export function metricsEventData(e: MetricsEvent): Record<string, unknown> {
     tokens_per_second: e.tokensPerSecond,
     learning_rate: e.learningRate,
     ...(e.scaling
-      ? { scaling: { columnwise_share: e.scaling.columnwiseShare, mean_alpha_beta: e.scaling.meanAlphaBeta } }
+      ? {
+        scaling: {
+          columnwise_share: e.scaling.columnwiseShare,
+          mean_alpha_beta: e.scaling.meanAlphaBeta,
+          update_rank: e.scaling.updateRank,
+        },
+      }
       : {}),
   };
 }

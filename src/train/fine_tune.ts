@@ -58,8 +58,11 @@ export type FineTuneEvent =
     validTokenAccuracy?: number;
     tokensPerSecond: number;
     learningRate: number;
-    /** Present on steps that rescaled (ScaLoRA). */
-    scaling?: { columnwiseShare: number; meanAlphaBeta: number };
+    /**
+     * Present on steps that rescaled (ScaLoRA). `updateRank`: mean per layer of the rank the accumulated
+     * update can have (merged columns + r, at most min(m, n)).
+     */
+    scaling?: { columnwiseShare: number; meanAlphaBeta: number; updateRank: number };
   }
   | {
     type: "checkpoint";

@@ -140,7 +140,13 @@ export class FineTuneRun {
         tokensPerSecond: (source.tokens - tokens0) / seconds,
         learningRate: rep.lr,
         ...(rep.scaling && rep.scaling.scaled > 0
-          ? { scaling: { columnwiseShare: rep.scaling.columnwiseShare, meanAlphaBeta: rep.scaling.meanAlphaBeta } }
+          ? {
+            scaling: {
+              columnwiseShare: rep.scaling.columnwiseShare,
+              meanAlphaBeta: rep.scaling.meanAlphaBeta,
+              updateRank: this.#updateRank(),
+            },
+          }
           : {}),
       });
       if (last || (o.checkpointEvery > 0 && step % o.checkpointEvery === 0)) {
@@ -165,6 +171,21 @@ export class FineTuneRun {
       ...(finalValid ? { finalValidLoss: finalValid.loss } : {}),
       deltas: deltasOf(this.model.weights.view(), this.model.adapters, trainer.factors),
     };
+  }
+
+  /**
+   * Mean over adapted layers of the rank the accumulated update W − W_base can have: the merged columns
+   * plus the live adapter's r, at most min(m, n) (a layer whose log was folded dense counts min(m, n)).
+   * It equals the rank for factors in general position: how far the merges took the update past r.
+   */
+  #updateRank(): number {
+    const adapters = this.model.adapters;
+    let sum = 0;
+    for (const a of adapters) {
+      const { k, dense } = this.model.weights.stats(a.name);
+      sum += Math.min(a.m, a.n, dense ? Infinity : k + a.rank);
+    }
+    return adapters.length ? sum / adapters.length : 0;
   }
 
   async #evaluate(): Promise<Evaluation | undefined> {

@@ -233,7 +233,7 @@ export class ScriptedBackend implements TrainingBackend {
           tokensPerSecond: 100,
           learningRate: 1e-3,
           ...(step === steps ? { validLoss: 0.5, validTokenAccuracy: 0.6 } : {}),
-          scaling: { columnwiseShare: 1, meanAlphaBeta: 0.9 },
+          scaling: { columnwiseShare: 1, meanAlphaBeta: 0.9, updateRank: 12 },
         });
         if (step % checkpointEvery === 0 || step === steps) {
           onEvent({
