@@ -25,6 +25,8 @@ import type { AliasCoordinator } from "./registry/hot_swap.ts";
 import type { VersionService } from "./registry/versions.ts";
 import type { FineTuningService } from "./jobs/fine_tuning_service.ts";
 import { healthRoutes } from "../routes/health.ts";
+import { type DashboardApiDeps, dashboardApiRoutes } from "../routes/ui/dashboard_api.ts";
+import { uiRoutes } from "../routes/ui/ui_routes.tsx";
 import type { ModelResolver } from "./serve/model_resolver.ts";
 import { modelsRoutes } from "../routes/models.ts";
 import { requestLog, type RequestLogLine } from "../routes/request_log.ts";
@@ -59,6 +61,8 @@ export interface AppDeps {
   versions?: VersionService;
   /** The data directory's filesystem: free space and disk pressure in /ready and /metrics. */
   disk?: DiskSpace;
+  /** The dashboard at /ui and its overview API (mounted when given). */
+  dashboard?: Omit<DashboardApiDeps, "fineTuning">;
   /** Whether the database answers: /ready is 503 `unavailable` while it does not. */
   database?: () => Promise<boolean>;
   /** This replica's name and training job, in /ready. */
@@ -151,6 +155,10 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     app.route("/", aliasesRoutes({ coordinator: deps.coordinator, evaluationData: evaluationData(deps) }));
   }
   if (deps.versions) app.route("/", versionsRoutes({ versions: deps.versions }));
+  if (deps.dashboard) {
+    app.route("/", dashboardApiRoutes({ ...deps.dashboard, fineTuning: deps.fineTuning }));
+    app.route("/", uiRoutes({ authRequired: (deps.apiKeys?.length ?? 0) > 0 }));
+  }
   app.route("/", docsRoutes());
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", { type: "http", scheme: "bearer" });
   app.doc("/openapi.json", {

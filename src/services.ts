@@ -145,6 +145,7 @@ export async function createServices(
     versions,
     logRequest: opts.logRequest,
     disk,
+    dashboard: { registry, runningJob: () => fineTuning.runner.activeJob },
     database: config.databaseUrl === null ? undefined : () => store.ping(),
     replica: () => ({ id: fineTuning.runner.owner, trainingJob: fineTuning.runner.activeJob }),
   });

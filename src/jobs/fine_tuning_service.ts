@@ -27,10 +27,12 @@ import {
   type HyperparameterRequest,
   parseStoredMethod,
   type PromotionRequest,
+  type ResolvedHyperparameters,
   resolveHyperparameters,
   resolvePromotion,
   storedMethod,
 } from "./job_spec.ts";
+import type { ValidateOutcome, ValidateRequest } from "./job_worker_protocol.ts";
 import type { BaseModelLookup, EvaluationData, JobControl } from "./ports.ts";
 
 export type FineTuningErrorCode =
@@ -84,6 +86,16 @@ export interface FineTuningServiceDeps {
   journal: JobJournal;
   control: JobControl;
   baseModels: BaseModelLookup;
+  /** Validates a file's lines as a job's `validating_files` phase does (checkFile); absent: not offered. */
+  validate?: (request: Omit<ValidateRequest, "dataDir">) => Promise<ValidateOutcome>;
+}
+
+/** What checkFile found: the job's own validation, before any job exists. */
+export interface FileCheck {
+  file: FileRecord;
+  outcome: ValidateOutcome;
+  /** The values "auto" and the defaults resolve to for a job on this file (when it is valid). */
+  hyperparameters: ResolvedHyperparameters | null;
 }
 
 const MAX_SEED = 2_147_483_647;
@@ -223,6 +235,33 @@ export class FineTuningService {
   }
 
   /**
+   * Validates a fine-tune file's lines for `model` exactly as a job's `validating_files` phase will (the
+   * model's tokenizer, `max_length`), listing up to `maxIssues` problems with their lines, so a client can
+   * show them before it starts a job.
+   */
+  async checkFile(id: string, opts: { model: string; maxLength?: number; maxIssues?: number }): Promise<FileCheck> {
+    if (!this.deps.validate) {
+      throw new FineTuningError("unsupported_parameter", "This server cannot check files", "file");
+    }
+    const model = this.deps.baseModels.resolve(opts.model);
+    if (model === null) {
+      throw new FineTuningError("model_not_available", `Model ${opts.model} is not available for fine-tuning`, "model");
+    }
+    const file = await this.#usableFile(id, "file");
+    const { stream } = await this.deps.files.content(file.id);
+    const outcome = await this.deps.validate({
+      model,
+      maxLength: opts.maxLength ?? DEFAULTS.maxLength,
+      trainText: await new Response(stream).text(),
+      maxIssues: opts.maxIssues ?? 100,
+    });
+    const hyperparameters = outcome.kind === "valid"
+      ? resolveHyperparameters({ max_length: opts.maxLength ?? null }, outcome.train.examples)
+      : null;
+    return { file, outcome, hyperparameters };
+  }
+
+  /**
    * The evaluation set of an eval-gated alias switch (PUT /v1/aliases/{name} with `evaluate`): `file`
    * when given, else the validation file of `jobId` (the job that trained the candidate); tokenized with
    * that job's max_length and batched by its batch_size (no job: the configuration's defaults).
@@ -253,7 +292,7 @@ export class FineTuningService {
 
   async #usableFile(
     id: string,
-    param: "training_file" | "validation_file" | "promotion.eval_file" | "evaluate.file",
+    param: "training_file" | "validation_file" | "promotion.eval_file" | "evaluate.file" | "file",
   ): Promise<FileRecord> {
     let file: FileRecord;
     try {

@@ -10,6 +10,7 @@ import type { Store } from "../store/store.ts";
 import { FineTuningService } from "./fine_tuning_service.ts";
 import { JobJournal, type JournalOptions } from "./job_events.ts";
 import { JobRunner, type JobRunnerOptions } from "./job_runner.ts";
+import { WorkerBackend } from "./training_backend.ts";
 import type { BaseModelLookup, VersionSink } from "./ports.ts";
 
 export interface FineTuningSetup {
@@ -32,7 +33,16 @@ export interface FineTuning {
 export function createFineTuning(setup: FineTuningSetup): FineTuning {
   const { store, files, sink, baseModels, dataDir } = setup;
   const journal = new JobJournal(store, setup.journal);
-  const runner = new JobRunner({ ...setup.runner, store, files, journal, sink, baseModels, dataDir });
-  const service = new FineTuningService({ store, files, journal, control: runner, baseModels });
+  // One backend: the runner trains and validates jobs with it, the service checks files before a job exists.
+  const backend = setup.runner?.backend ?? new WorkerBackend();
+  const runner = new JobRunner({ ...setup.runner, backend, store, files, journal, sink, baseModels, dataDir });
+  const service = new FineTuningService({
+    store,
+    files,
+    journal,
+    control: runner,
+    baseModels,
+    validate: (r) => backend.validate({ ...r, dataDir }),
+  });
   return { journal, runner, service };
 }
