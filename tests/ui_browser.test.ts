@@ -2,6 +2,8 @@
  * The dashboard in a real headless Chromium (tests/helpers/browser.ts),
  * against the whole service (src/services.ts) on a generated tiny model:
  *
+ * 0. `deno task start` (its command, from deno.json), then /ui: the overview
+ *    shows the server with no console errors.
  * 1. `/` redirects a browser to /ui; the overview shows the server with no
  *    console errors (asserted for every page of the flow).
  * 2. New job: a file dropped on the drop zone is uploaded and its bad lines
@@ -29,6 +31,7 @@ import { loadConfig } from "../src/config.ts";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { createServices, type Services } from "../src/services.ts";
 import { browserTest, launchChromium } from "./helpers/browser.ts";
+import { ChildProcess } from "./helpers/child_process.ts";
 
 const REPLY = "PINEAPPLE!";
 const TRAIN = [
@@ -146,6 +149,53 @@ function unlabelled(page: Page): Promise<string[]> {
 function focused(page: Page): Promise<{ id: string; text: string }> {
   return page.evaluate(`({ id: document.activeElement?.id ?? "", text: document.activeElement?.textContent ?? "" })`);
 }
+
+browserTest("deno task start, then /ui shows the overview with no console errors", async () => {
+  const root = await Deno.makeTempDir();
+  const { dir } = await generateTinyModel({
+    out: `${root}/model`,
+    arch: "llama",
+    preset: "tiny",
+    tokenizer: "bytes",
+    seed: 5,
+  });
+  // The start task's own command line (deno.json), run with this Deno.
+  const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+  const [deno, ...args] = (tasks.start as string).split(/\s+/);
+  assert.equal(deno, "deno");
+  const server = new ChildProcess("start", args, {
+    PATH: Deno.env.get("PATH") ?? "",
+    HOME: Deno.env.get("HOME") ?? "/tmp",
+    MODEL: dir,
+    DATA_DIR: `${root}/data`,
+    DEVICE: "cpu",
+    HOST: "127.0.0.1",
+    PORT: "0",
+  });
+  const browser = await launchChromium();
+  try {
+    const base = `http://127.0.0.1:${await server.port()}`;
+    for (
+      let i = 0;
+      i < 600 && (await fetch(`${base}/ready`).then((r) => r.body?.cancel().then(() => r.status))) !== 200;
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const page = await browser.newPage();
+    const errors = watchConsole(page);
+    await page.goto(`${base}/ui`);
+    await page.locator("#ov-status").filter({ hasText: "ready" }).waitFor({ timeout: 60_000 });
+    await page.locator("#ov-device").filter({ hasText: "cpu" }).waitFor();
+    await page.locator("#engines tbody tr", { hasText: dir }).waitFor();
+    await page.locator("#ov-rps").filter({ hasText: /^\d/ }).waitFor();
+    assert.deepEqual(errors, [], server.log(40));
+  } finally {
+    await browser.close();
+    await server.kill("SIGTERM");
+    await Deno.remove(root, { recursive: true });
+  }
+});
 
 const PAGES = ["/ui", "/ui/jobs", "/ui/jobs/new", "/ui/versions", "/ui/aliases", "/ui/playground"];
 
