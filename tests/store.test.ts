@@ -455,6 +455,46 @@ defineStoreTests("store", [
     },
   },
   {
+    name: "aliases: an eval gate's refusal is a history row that changes nothing; rollback skips it; compare-and-set",
+    async fn({ store }) {
+      const v = [];
+      for (const n of [1, 2, 3]) v.push(await newVersion(store, `ft:base-model:g:${n}`));
+      await store.aliases.set("prod", { kind: "version", version: v[0].id });
+      const evaluation = { decision: "switched", candidate: { model: v[1].name, score: 1.5 } };
+      await store.aliases.set("prod", { kind: "version", version: v[1].id }, "gate passed", {
+        evaluation,
+        expectedTarget: v[0].name,
+      });
+      const refusal = { decision: "refused", candidate: { model: v[2].name, score: 2.5 } };
+      const refused = await store.aliases.refuse("prod", { kind: "version", version: v[2].id }, "gate", refusal, {
+        expectedTarget: v[1].name,
+      });
+      assert.equal(refused.action, "refused");
+      assert.equal(refused.previous?.target, v[1].name);
+      assert.equal(refused.next.target, v[2].name);
+      assert.deepEqual(refused.evaluation, refusal);
+      assert.equal((await store.aliases.get("prod")).target, v[1].name, "a refusal keeps the alias");
+      const history = await store.aliases.history("prod", { limit: 10, order: "desc" });
+      assert.deepEqual(history.data.map((h) => h.action), ["refused", "set", "set"]);
+      assert.deepEqual(history.data[1].evaluation, evaluation);
+      assert.equal(history.data[2].evaluation, null);
+      // Compare-and-set: a gate compared against v[0] may not switch from v[1], nor refuse against it.
+      await rejectsWith(
+        store.aliases.set("prod", { kind: "version", version: v[2].id }, null, { expectedTarget: v[0].name }),
+        "conflict",
+        "alias",
+      );
+      await rejectsWith(
+        store.aliases.refuse("prod", { kind: "version", version: v[2].id }, null, refusal, { expectedTarget: null }),
+        "conflict",
+        "alias",
+      );
+      // Rollback undoes the last set, not the refusal: back to v[0].
+      assert.equal((await store.aliases.rollback("prod")).target, v[0].name);
+      await rejectsWith(store.aliases.rollback("prod"), "no_previous_target", "alias");
+    },
+  },
+  {
     name: "aliases: committed changes are broadcast",
     async fn({ store }) {
       const seen: AliasChange[] = [];
