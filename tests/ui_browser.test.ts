@@ -15,7 +15,7 @@
  *    with the base), one-click rollback.
  * 4. Eval-gated promotion: "evaluate, then switch" accepts the better model;
  *    a worse job gated on the alias is refused, with both scores on its page
- *    and in the alias history.
+ *    and in the alias history. Pause, resume and cancel from a job's page.
  * 5. Keyboard navigation (skip link, menu, Enter to send) and a label on
  *    every control of every page.
  * 6. With API_KEYS the pages show only the key prompt until a key works, and
@@ -254,12 +254,13 @@ browserTest(
         await dropFile(page, "#validation-drop", "valid.jsonl", jsonl(VALID));
         await page.locator("#validation-check .ok").waitFor();
         await page.locator("#start-job:not([disabled])").waitFor();
+        // 12 epochs of 4 batches: 48 steps, enough for the page to see the curve grow.
         strongJob = await startJob(page, {
           n_epochs: "12",
-          batch_size: "4",
+          batch_size: "2",
           learning_rate_multiplier: "50",
           interval: "1",
-          checkpoint_every: "8",
+          checkpoint_every: "16",
           suffix: "strong",
           seed: "3",
         });
@@ -279,14 +280,14 @@ browserTest(
         assert.ok(seen.length >= 2 && seen.at(-1)! > seen[0], `points seen while running: ${seen}`);
         await waitForStatus(page, "succeeded");
         // The whole curve: one point per step, validation points at the checkpoints, ScaLoRA's stats.
-        await page.locator("#loss-chart[data-points='24']").waitFor();
-        assert.ok(Number(await page.locator("#scalora-chart").getAttribute("data-points")) >= 20);
-        assert.match(await text(page, "#job-step"), /^24 \/ 24$/);
+        await page.locator("#loss-chart[data-points='48']").waitFor();
+        assert.ok(Number(await page.locator("#scalora-chart").getAttribute("data-points")) >= 40);
+        assert.match(await text(page, "#job-step"), /^48 \/ 48$/);
         assert.notEqual(await text(page, "#job-lr"), "–");
         assert.notEqual(await text(page, "#job-tps"), "–");
         assert.ok(Number(await text(page, "#sc-rank")) > 8, "merges grew the update's rank past r");
-        await page.locator("#checkpoints tbody tr", { hasText: ":ckpt-step-8" }).waitFor();
-        assert.ok((await page.locator("#events tbody tr").count()) > 24);
+        await page.locator("#checkpoints tbody tr", { hasText: ":ckpt-step-16" }).waitFor();
+        assert.ok((await page.locator("#events tbody tr").count()) > 48);
         await page.locator("#job-cancel[disabled]").waitFor();
         await screenshot(page, "job");
       });
@@ -299,7 +300,7 @@ browserTest(
         assert.match((await versionRow.textContent())!, new RegExp(strongJob));
         assert.match((await versionRow.textContent())!, /final/);
         await page.locator("#show-checkpoints").check();
-        await page.locator("#versions tbody tr", { hasText: ":ckpt-step-8" }).waitFor();
+        await page.locator("#versions tbody tr", { hasText: ":ckpt-step-16" }).waitFor();
         await page.locator(`button[aria-label="Export ${strongModel} as HF"]`).click();
         await page.locator("#export-result button", { hasText: "Download model.safetensors" }).waitFor({
           timeout: LONG,
@@ -403,6 +404,26 @@ browserTest(
         );
         await page.locator("#history tbody tr", { hasText: "switched: full_valid_loss" }).waitFor();
         await screenshot(page, "aliases");
+      });
+
+      await t.step("pause, resume and cancel from the job page", async () => {
+        await page.locator("nav >> text=New job").click();
+        await page.locator("#base-model option").first().waitFor({ state: "attached" });
+        await dropFile(page, "#training-drop", "train.jsonl", jsonl(TRAIN));
+        await page.locator("#training-check .ok").waitFor();
+        // 8 examples x 50 epochs, one per step: long enough to pause.
+        await startJob(page, { n_epochs: "50", batch_size: "1", checkpoint_every: "0", suffix: "long", seed: "3" });
+        await waitForStatus(page, "running");
+        await page.locator("#job-pause:not([disabled])").click();
+        await waitForStatus(page, "paused");
+        await page.locator("#events tbody tr", { hasText: "Training paused at step" }).waitFor({ timeout: LONG });
+        await page.locator("#job-resume:not([disabled])").click();
+        await waitForStatus(page, "running");
+        await page.locator("#events tbody tr", { hasText: "continuing from its latest checkpoint" }).waitFor();
+        await page.locator("#job-cancel:not([disabled])").click();
+        await waitForStatus(page, "cancelled");
+        assert.equal(await page.locator("#job-pause").isDisabled(), true);
+        assert.equal(await page.locator("#job-cancel").isDisabled(), true);
       });
 
       await t.step("keyboard: skip link, the menu, and every control labelled on every page", async () => {

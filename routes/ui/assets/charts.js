@@ -8,7 +8,8 @@ export class LineChart {
   /**
    * @param {HTMLElement} container
    * @param {{label: string, scale?: string, dash?: boolean}[]} series
-   * @param {{y?: string, y2?: string}} axes labels of the left (scale "y") and right (scale "y2") axes
+   * @param {{y?: string, y2?: string, log?: boolean}} axes labels of the left (scale "y") and right (scale "y2")
+   *   axes; `log`: a logarithmic left axis (losses span orders of magnitude)
    */
   constructor(container, series, axes = {}) {
     this.container = container;
@@ -19,7 +20,7 @@ export class LineChart {
     const opts = {
       width: this.#width(),
       height: 240,
-      scales: { x: { time: false } },
+      scales: { x: { time: false }, ...(axes.log ? { y: { distr: 3 } } : {}) },
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       series: [

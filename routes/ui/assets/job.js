@@ -25,6 +25,8 @@ const MAX_LOG_ROWS = 500;
 let job = null;
 let charts = null;
 let lastEventId = null;
+/** The first and latest metrics event (step, total, time): the ETA before the server estimates one. */
+let pace = null;
 let drawPending = false;
 
 function renderJob(j) {
@@ -45,7 +47,13 @@ function renderJob(j) {
       `; ${hp.n_epochs} epochs, batch ${hp.batch_size}`,
   );
   setText("job-error", j.error ? `${j.error.code}: ${j.error.message}` : "–");
-  const eta = j.status === "running" && j.estimated_finish ? j.estimated_finish - Date.now() / 1000 : null;
+  const eta = j.status !== "running"
+    ? null
+    : j.estimated_finish
+    ? j.estimated_finish - Date.now() / 1000
+    : pace && pace.last.step > pace.first.step
+    ? ((pace.last.at - pace.first.at) / (pace.last.step - pace.first.step)) * (pace.total - pace.last.step)
+    : null;
   setText("job-eta", j.status === "running" ? (eta !== null ? fmtDuration(eta) : "estimating…") : "–");
   document.getElementById("job-pause").disabled = j.status !== "running";
   document.getElementById("job-resume").disabled = j.status !== "paused";
@@ -122,7 +130,9 @@ function scheduleDraw() {
   });
 }
 
-function onMetrics(m) {
+function onMetrics(m, at) {
+  const point = { step: m.step, at };
+  pace = pace ? { ...pace, last: point, total: m.total_steps } : { first: point, last: point, total: m.total_steps };
   charts.loss.add(m.step, [m.train_loss, m.valid_loss ?? null]);
   charts.acc.add(m.step, [m.train_mean_token_accuracy, m.valid_mean_token_accuracy ?? null]);
   if (m.scaling) {
@@ -152,7 +162,7 @@ function onEvent(e) {
   );
   while (tbody.rows.length > MAX_LOG_ROWS) tbody.deleteRow(-1);
   const data = e.data ?? {};
-  if (e.type === "metrics") onMetrics(data);
+  if (e.type === "metrics") onMetrics(data, e.created_at);
   if (data.fine_tuned_model_checkpoint) refreshCheckpoints().catch(() => {});
   if (data.promotion) renderPromotion(data.promotion);
   if (data.status) refreshJob().catch(() => {});
@@ -193,7 +203,7 @@ boot(async () => {
     loss: new LineChart(document.getElementById("loss-chart"), [
       { label: "train loss" },
       { label: "validation loss", dash: true },
-    ], { y: "loss" }),
+    ], { y: "loss (log scale)", log: true }),
     acc: new LineChart(document.getElementById("acc-chart"), [
       { label: "train accuracy" },
       { label: "validation accuracy", dash: true },
