@@ -6,8 +6,6 @@
  * from the API with the key as a Bearer header, so with API_KEYS set the
  * shell stays hidden behind the prompt until a key is accepted.
  */
-// Server-rendered markup is never reconciled, and Hono would print a `key` as an attribute.
-// deno-lint-ignore-file jsx-key
 import type { Child } from "hono/jsx";
 
 export const PAGES = [
