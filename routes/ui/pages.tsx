@@ -268,7 +268,7 @@ export function NewJobPage() {
           <NumberField
             name="learning_rate_multiplier"
             label="Learning rate multiplier"
-            placeholder="auto (1)"
+            placeholder="auto"
             min={0}
             step="any"
             help={`× ${BASE_LEARNING_RATE} = peak learning rate`}
