@@ -47,7 +47,12 @@ async function canMountTmpfs(): Promise<boolean> {
 const TMPFS = await canMountTmpfs();
 
 /** Writes until the filesystem is full; returns the filler's path. */
-async function fill(dir: string): Promise<string> {
+/**
+ * Fills the filesystem of `dir`, then gives back `leave` bytes (default none):
+ * a job test leaves the database room for its small writes, as a disk filled
+ * by large artifacts does, while checkpoints (megabytes) no longer fit.
+ */
+async function fill(dir: string, leave = 0): Promise<string> {
   const path = `${dir}/filler`;
   const f = await Deno.open(path, { write: true, create: true });
   const chunk = new Uint8Array(256 * 1024);
@@ -67,6 +72,7 @@ async function fill(dir: string): Promise<string> {
   } finally {
     g.close();
   }
+  if (leave > 0) await Deno.truncate(path, Math.max(0, (await Deno.stat(path)).size - leave));
   return path;
 }
 
@@ -261,7 +267,7 @@ Deno.test({
         const page = await client.fineTuning.jobs.checkpoints.list(job.id);
         return page.data.length > 0 ? true : null;
       });
-      filler = await fill(mnt);
+      filler = await fill(mnt, 256 * 1024);
       const paused = await until("the job to pause", async () => {
         const j = await client.fineTuning.jobs.retrieve(job.id);
         // The openai client's type has no "paused" (OpenAI's jobs have it since 2025; this server has had it).

@@ -10,7 +10,6 @@ import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or tran
 import assert from "node:assert/strict";
 import { Rng } from "../src/model/rng.ts";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
-import type { LayerDelta } from "../src/train/layer_delta.ts";
 import { fineTune, FineTuneAborted, type FineTuneOptions } from "../src/train/fine_tune.ts";
 import { deltaDifference } from "./helpers/fine_tuning.ts";
 import { openRegistryFixture, randomDeltas, type RegistryFixture } from "./helpers/registry_fixtures.ts";

@@ -587,26 +587,27 @@ export class JobRunner implements JobControl {
    */
   async #pauseForSpace(jobId: string, detail: string): Promise<void> {
     const error = { code: STORAGE_PAUSE, message: `paused: the disk is full (${detail})`, param: null };
+    const when = this.#o.disk
+      ? `it resumes by itself once DATA_DIR has ${this.#o.disk.lowFreeBytes} bytes free`
+      : "resume it once there is room";
+    const message = `Training paused: the disk is full (${detail}); ${when}, from its latest checkpoint`;
     try {
+      // The status and its event in one transaction: a full disk cannot leave a pause without its reason.
       await this.#o.store.jobs.transition(jobId, "paused", {
         from: "running",
         leaseOwner: this.owner,
         patch: { error, estimatedFinish: null },
+        event: { level: "warn", message, data: { status: "paused" } },
       });
     } catch (e) {
       if (e instanceof StoreError) return; // cancelled or taken over meanwhile
-      throw e;
+      if (!isDiskFull(e)) throw e;
+      // Not even the pause could be written: the lease runs out and the job is claimed again later.
+      this.#o.log(`job ${jobId}: could not record the pause for space: ${describe(e)}`);
+      return;
     }
+    this.#o.journal.notify(jobId);
     this.#pausedForSpace.add(jobId);
-    const when = this.#o.disk
-      ? `it resumes by itself once DATA_DIR has ${this.#o.disk.lowFreeBytes} bytes free`
-      : "resume it once there is room";
-    await this.#o.journal.status(
-      jobId,
-      "paused",
-      `Training paused: the disk is full (${detail}); ${when}, from its latest checkpoint`,
-      "warn",
-    ).catch((e) => this.#o.log(`job ${jobId}: paused for space, but its event could not be written: ${describe(e)}`));
   }
 
   #nextSpaceCheck = 0;

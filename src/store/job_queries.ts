@@ -49,6 +49,8 @@ export interface TransitionOptions {
   /** A worker's update: only while it still holds the lease. */
   leaseOwner?: string;
   patch?: JobPatch;
+  /** The event announcing the change, written in the same transaction (both or neither: a full disk cannot split them). */
+  event?: NewEvent;
 }
 
 export type HeartbeatResult =
@@ -64,6 +66,17 @@ export interface HeartbeatProgress {
 const { seq: _seq, ...columns } = getTableColumns(jobs);
 
 const leaseUntil = (ms: number) => sql`now() + ${Math.max(1, Math.round(ms))} * interval '1 millisecond'`;
+
+function insertEvent(db: Db, jobId: string, event: NewEvent) {
+  return db.insert(fineTuningEvents).values({
+    id: newId("ftevent"),
+    jobId,
+    level: event.level,
+    message: event.message,
+    type: event.type ?? "message",
+    data: event.data ?? null,
+  });
+}
 
 export class JobQueries {
   constructor(private readonly db: Db) {}
@@ -88,17 +101,7 @@ export class JobQueries {
           metadata: input.metadata ?? null,
           status: input.status ?? "validating_files",
         }).returning(columns);
-        if (firstEvent) {
-          const event = firstEvent(row.id);
-          await tx.insert(fineTuningEvents).values({
-            id: newId("ftevent"),
-            jobId: row.id,
-            level: event.level,
-            message: event.message,
-            type: event.type ?? "message",
-            data: event.data ?? null,
-          });
-        }
+        if (firstEvent) await insertEvent(tx, row.id, firstEvent(row.id));
         return row;
       });
     } catch (e) {
@@ -135,6 +138,14 @@ export class JobQueries {
       : predecessors(to).filter((s) =>
         opts.from === undefined || (typeof opts.from === "string" ? opts.from === s : opts.from.includes(s))
       );
+    if (opts.event && allowed.length > 0) {
+      const event = opts.event;
+      return await this.db.transaction(async (tx) => {
+        const row = await new JobQueries(tx).transition(id, to, { ...opts, event: undefined });
+        await insertEvent(tx, id, event);
+        return row;
+      });
+    }
     const patch = opts.patch ?? {};
     const [row] = allowed.length === 0 ? [] : await this.db.update(jobs).set({
       status: to,
