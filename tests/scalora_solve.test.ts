@@ -23,13 +23,7 @@ import {
   solveScaling,
 } from "../src/train/scalora.ts";
 import type { ScalingGrams } from "../kernels/scaling_grams.ts";
-import {
-  autoFactorTarget,
-  DEFAULT_FACTOR_SCALE,
-  DEFAULT_MIN_FACTOR_TO_STEP,
-  lEtaS2,
-  type LipschitzRule,
-} from "../src/train/lipschitz.ts";
+import { autoFactorTarget, DEFAULT_MIN_FACTOR_TO_STEP, lEtaS2, type LipschitzRule } from "../src/train/lipschitz.ts";
 
 interface Problem {
   m: number;
@@ -326,10 +320,10 @@ Deno.test("linalg: Jacobi eigen, Cholesky, pseudo-inverse, one-sided Jacobi SVD,
   assert.equal(effectiveRank(matmul(V, U, 16, 6, 20, false, true), 16, 20), 5);
 });
 
-Deno.test("auto L: rescaled factors hit the target RMS; floor at 3η; invariant to gradient scale and A/B balance", () => {
+Deno.test("auto L, previous factorScale form: rescaled factors hit factorScale·initRms; floor at 3η; invariant to gradient scale and A/B balance", () => {
   const p = randomProblem(21, { r: 3 });
   const spec = { name: "t", m: p.m, n: p.n, rank: p.r, scale: S };
-  const rule: LipschitzRule = { kind: "auto" };
+  const rule: LipschitzRule = { kind: "auto", factorScale: 0.4 };
   const scaledRms = (prob: Problem, gradScale: number, lr: number) => {
     const gr = gramsOf(prob, gradScale);
     const sol = solveScaling(gr);
@@ -342,9 +336,9 @@ Deno.test("auto L: rescaled factors hit the target RMS; floor at 3η; invariant 
     }
     return Math.sqrt(Math.sqrt(a / (prob.m * prob.r)) * Math.sqrt(b / (prob.n * prob.r)));
   };
-  const target = DEFAULT_FACTOR_SCALE * 0.1;
+  const target = 0.4 * 0.1;
   assert.ok(Math.abs(scaledRms(p, 1, 1e-4) - target) < 1e-12);
-  assert.ok(Math.abs(autoFactorTarget(rule, 1e-4, 0.1) - target) < 1e-15);
+  assert.ok(Math.abs(autoFactorTarget(rule, { lr: 1e-4, initRms: 0.1 }) - target) < 1e-15);
   // At a large learning rate the floor minFactorToStep·η takes over.
   assert.ok(Math.abs(scaledRms(p, 1, 0.05) - DEFAULT_MIN_FACTOR_TO_STEP * 0.05) < 1e-12);
   // Gradient (loss) scale and moving magnitude from A to B change nothing.

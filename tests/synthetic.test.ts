@@ -2,9 +2,9 @@
  * The synthetic Figure-1 benchmark, fast: (1) the full device path
  * (LoraGraph → ORT → kernels → trainer) follows an independent float64
  * implementation of the same algorithm step by step for 50 steps, in every
- * mode, to float32 tolerance; (2) 600 steps already show the paper's
- * ordering: LoRA stuck near the best rank-8 fit with rank 8, ScaLoRA and
- * ScaLoRA-I(10) far below it with full rank.
+ * mode, to float32 tolerance; (2) the benchmark's 3000 steps give the paper's
+ * ordering with the default L: LoRA stuck near the best rank-8 fit with rank
+ * 8, ScaLoRA and ScaLoRA-I(10) below 0.3 with full rank.
  */
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
@@ -38,9 +38,11 @@ for (const [label, mode, interval, lipschitz] of cases) {
   });
 }
 
-Deno.test("synthetic: 600 steps give the paper's ordering (LoRA ≈ rank-8 plateau; ScaLoRA, ScaLoRA-I(10) full rank)", async () => {
+Deno.test("synthetic: the paper's ordering with the default L (LoRA ≈ rank-8 plateau; ScaLoRA, ScaLoRA-I(10) < 0.3, full rank)", async () => {
+  // The benchmark's own length (3000 steps, a few seconds): the default rule merges 1 % of the adapter per
+  // step, so it is slower than the paper's L early on (~4 at 600 steps) and far below it by the end (~6e-3).
   const run = (mode: TrainMode, interval: number) =>
-    runSynthetic(task, { mode, interval, lipschitz: { kind: "auto" }, steps: 600, seed: 0, evalEvery: 0 });
+    runSynthetic(task, { mode, interval, lipschitz: { kind: "auto" }, steps: 3000, seed: 0, evalEvery: 0 });
   const lora = await run("lora", 1), scalora = await run("scalora", 1), i10 = await run("scalora", 10);
   assert.ok(Math.abs(lora.initialLoss - 32) < 2, `initial loss ${lora.initialLoss}`);
   assert.ok(lora.finalLoss > 15, `LoRA ${lora.finalLoss}`);

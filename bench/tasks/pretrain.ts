@@ -190,6 +190,7 @@ async function pretrain(
     return v;
   };
   const dec = buildDecoder(g, config, { dtype: "float32", kvCache: false, weight });
+  if (!dec.logits) throw new Error("the decoder built no logits");
   const labels = g.input("labels", "int64", ["batch_size", "sequence_length"]);
   const V = config.vocabSize;
   const logits = g.reshape(g.slice(dec.logits, [0], [-1], [1]), [-1, V]);

@@ -35,6 +35,8 @@ export interface SuiteTask {
   lr: number;
   /** What this task is meant to exercise. */
   note: string;
+  /** Part of `--quick` (short sequences: the four fit in 10 minutes on 2 cores with two methods each). */
+  quick?: boolean;
 }
 
 const ALL: TargetModule[] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -73,6 +75,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     lrGrid: [1e-3, 3e-3, 1e-2],
     lr: 3e-3,
     note: "llama (llama3 rope scaling), chat with a system prompt, r = 2 with the CLI's alpha 16 (s = 8)",
+    quick: true,
   },
   {
     id: "d2-qwen3-pc-attn",
@@ -87,8 +90,9 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 80,
     maxLength: 64,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    lr: 3e-3,
+    lr: 1e-2,
     note: "qwen3 (q/k-norm, head_dim 32 ≠ 64/4, tied embeddings), prompt/completion, attention-only, cosine",
+    quick: true,
   },
   {
     id: "d3-qwen2-multiturn",
@@ -103,7 +107,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 200,
     maxLength: 128,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    lr: 3e-3,
+    lr: 1e-2,
     note: "qwen2 (q/k/v biases, tied), multi-turn chat with loss on 4 assistant turns, constant lr after warmup",
   },
   {
@@ -135,7 +139,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 160,
     maxLength: 128,
     lrGrid: [3e-4, 1e-3, 3e-3],
-    lr: 1e-3,
+    lr: 9.49e-3,
     note: "pretrained base: continue 150 lines of an npm package's README (English and code), warmup + cosine",
   },
   // ---- held-out tasks (fixed before tuning; run only to confirm) ---------------------------
@@ -154,6 +158,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     lrGrid: [1e-3, 3e-3, 1e-2],
     lr: 3e-3,
     note: "qwen3, chat with a system prompt, r = 1",
+    quick: true,
   },
   {
     id: "h2-llama-multiturn-attn",
@@ -186,6 +191,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     lrGrid: [1e-3, 3e-3, 1e-2],
     lr: 3e-3,
     note: "mistral, chat, MLP-only adapters, 500 facts, constant lr after warmup",
+    quick: true,
   },
   {
     id: "h4-qwen2-long-r8",

@@ -51,8 +51,12 @@ const trainingFields = {
   lipschitz: z.union([
     z.number().positive(),
     z.literal("auto"),
-    z.object({ factorScale: z.number().positive().optional(), minFactorToStep: z.number().positive().optional() })
-      .strict(),
+    z.object({
+      stepScale: z.number().positive().optional(),
+      keep: z.number().positive().max(1).optional(),
+      factorScale: z.number().positive().optional(),
+      minFactorToStep: z.number().positive().optional(),
+    }).strict(),
   ]).default("auto"),
   /** The linear layers to adapt. */
   targetModules: z.array(z.enum(TARGET_MODULES)).min(1).default([...TARGET_MODULES]),

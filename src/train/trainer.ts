@@ -237,6 +237,8 @@ export class Trainer<Batch> {
       const product = lEtaS2(this.config.lipschitz, {
         spec,
         lr,
+        baseLr: this.config.optimizer.lr,
+        interval: this.config.interval,
         initRms: initRms(spec, this.config.init),
         solution: sol,
         grams: grams[i] as ScalingGrams,

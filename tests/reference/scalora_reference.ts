@@ -86,7 +86,15 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
         AtP: gram(A32, gA32, m),
       };
       const sol = solveScaling(grams, { mode: o.mode === "scalora-scalar" ? "scalar" : "columnwise" });
-      const product = lEtaS2(o.lipschitz, { spec, lr, initRms: o.initStd, solution: sol, grams });
+      const product = lEtaS2(o.lipschitz, {
+        spec,
+        lr,
+        baseLr: o.lr,
+        interval: o.interval,
+        initRms: o.initStd,
+        solution: sol,
+        grams,
+      });
       const { alpha, beta } = columnScales(sol, product);
       for (let i = 0; i < m; i++) {
         for (let j = 0; j < n; j++) {
