@@ -1,6 +1,6 @@
 /**
  * deno task bench:suite [--json] [--quick] [--split design|held-out|all] [--tasks id,id] [--methods m,m]
- *   [--no-grid] [--lipschitz auto|<L>|<json rule>] [--interval-i N] [--threads N] [--out DIR] [--merge]
+ *   [--no-grid] [--lipschitz auto|<L>|<json rule>] [--threads N] [--out DIR] [--merge] [--reuse-lora FILE]
  *
  * The ScaLoRA task suite (bench/tasks/tasks.ts): for every task, LoRA's best
  * learning rate from its grid first (extended while the best is at an edge),
@@ -18,7 +18,8 @@
  * column-wise solution, wall time. Aggregate: worst and median ratio over
  * tasks (and per split). Writes <out>/suite.json, suite.md and one SVG per
  * task (suite-<id>.svg); `--merge` keeps other tasks' entries of an existing
- * suite.json. `--quick`: the four short-sequence tasks marked `quick` (two
+ * suite.json; `--reuse-lora FILE` takes LoRA's grid and LoRA(4r) from an
+ * earlier suite.json (they do not depend on the L rule). `--quick`: the four short-sequence tasks marked `quick` (two
  * design, two held-out), LoRA(r) and ScaLoRA-I(10) only, at each task's
  * recorded lr (no grid), writing suite-quick.*: a smoke test that fits in 10
  * minutes on 2 cores. The one-line summary is printed last.
@@ -47,6 +48,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "1" },
     out: { type: "string", default: "bench/results" },
     merge: { type: "boolean", default: false },
+    "reuse-lora": { type: "string" },
     "models-dir": { type: "string", default: "./data/bench/suite/models" },
   },
 });
@@ -79,6 +81,9 @@ function parseLipschitz(v: string): FineTuneOptions["lipschitz"] {
 }
 
 const log = (s: string) => console.error(s);
+const reused: { tasks: TaskResult[] } | null = values["reuse-lora"]
+  ? JSON.parse(await Deno.readTextFile(values["reuse-lora"]))
+  : null;
 
 async function modelDir(task: SuiteTask): Promise<string> {
   const root = values["models-dir"];
@@ -216,7 +221,15 @@ async function runTask(task: SuiteTask): Promise<TaskResult> {
   log(`== ${task.id} (${task.split}): ${examples} examples, r=${task.rank}, ${dir}`);
   const runs: Partial<Record<MethodKey, RunResult>> = {};
   let lr = task.lr, lrGrid: Record<string, number> | null = null;
-  if (useGrid) {
+  // LoRA's runs do not depend on the L rule: an earlier full run's grid and capacity reference can be reused.
+  const old = reused?.tasks.find((t) => t.id === task.id && t.examples === examples);
+  if (old?.runs.lora && old.lrGrid) {
+    lr = old.lr;
+    lrGrid = old.lrGrid;
+    runs.lora = old.runs.lora;
+    if (old.runs.lora_4r && methods.includes("lora_4r")) runs.lora_4r = old.runs.lora_4r;
+    log(`  reusing LoRA's grid (best lr ${lr}) and capacity reference from ${values["reuse-lora"]}`);
+  } else if (useGrid) {
     // LoRA's best lr: the grid, extended by a half-decade step while the best is at an edge.
     const tried = new Map<number, RunResult>();
     const tryLr = async (x: number) => {
