@@ -11,7 +11,7 @@ import { Rng } from "../src/model/rng.ts";
 import { addBackward } from "../src/onnx/autodiff.ts";
 import { float, GraphBuilder } from "../src/onnx/builder.ts";
 import type { DType, Shape, Value } from "../src/onnx/ir.ts";
-import { softmaxCrossEntropy } from "../src/onnx/losses.ts";
+import { linearCrossEntropy, softmaxCrossEntropy } from "../src/onnx/losses.ts";
 import { serializeModel } from "../src/onnx/writer.ts";
 import { ort, type OrtSession } from "../src/runtime/ort.ts";
 import { randomModel, tinyConfig } from "./helpers/random_model.ts";
@@ -652,6 +652,94 @@ Deno.test("embedding gradient accumulates many repeated indices (ScatterND add)"
   }
 });
 
+Deno.test("a recomputed region: the backward pass reads a copy tied to its gradient, not the forward values", async () => {
+  const build = (recompute: boolean) => {
+    const g = new GraphBuilder();
+    const x = g.input("x", "float64", ["n", 4]), w = g.input("w", "float64", [4, 4]);
+    const h = g.mul(x, x);
+    const body = () => {
+      const y = g.op1("Tanh", [g.matmul(h, w)]);
+      return g.mul(y, g.cos(y));
+    };
+    const out = recompute ? g.recomputed("block", body) : body();
+    const loss = g.op1("ReduceSum", [g.mul(out, out)], { keepdims: 0 });
+    const { grads } = addBackward(g, loss, [x, w]);
+    g.output(grads.get("x")!, "dx");
+    g.output(grads.get("w")!, "dw");
+    return g;
+  };
+  const g = build(true);
+  const region = g.recomputeRegions[0];
+  // The region's intermediate values: its outputs minus what forward nodes after it read (the region output).
+  const inside = new Set(g.nodes.slice(region.start, region.end).flatMap((n) => n.outputs));
+  const backward = g.nodes.slice(region.end).filter((n) => n.name.startsWith("/grad/"));
+  for (const n of g.nodes.slice(region.end)) {
+    if (!n.name.startsWith("/grad/")) n.inputs.forEach((i) => inside.delete(i));
+  }
+  assert.ok(inside.size >= 3);
+  for (const n of backward) {
+    for (const i of n.inputs) assert.ok(!inside.has(i), `${n.name} reads the region's forward value ${i}`);
+  }
+  const feeds = {
+    x: new ort.Tensor("float64", Float64Array.from({ length: 12 }, (_, i) => Math.sin(i + 1)), [3, 4]),
+    w: new ort.Tensor("float64", Float64Array.from({ length: 16 }, (_, i) => Math.cos(2 * i)), [4, 4]),
+  };
+  const run = async (b: GraphBuilder) => {
+    const s = await ort.InferenceSession.create(await serializeModel(b.build()));
+    const out = await s.run(feeds);
+    await s.release();
+    return [out.dx.data as Float64Array, out.dw.data as Float64Array];
+  };
+  // The copy computes what the forward pass did (x + −0 = x): the same gradients, bit for bit.
+  assert.deepEqual(await run(g), await run(build(false)));
+});
+
+for (const chunks of [1, 4]) {
+  Deno.test(`linearCrossEntropy (${chunks} slice${chunks > 1 ? "s, rows padded" : ""}): loss, count, hits and d/dhidden equal the projection + softmaxCrossEntropy under autodiff`, async () => {
+    const N = 6, D = 5, V = 7;
+    const g = new GraphBuilder();
+    const hidden = g.input("hidden", "float64", ["n", D]), weight = g.input("weight", "float64", [V, D]);
+    const labels = g.input("labels", "int64", ["n"]), weights = g.input("weights", "float64", ["n"]);
+    const fused = linearCrossEntropy(g, hidden, weight, labels, weights, { gradient: true, chunks });
+    g.output(fused.loss, "loss");
+    g.output(fused.count, "count");
+    g.output(fused.correct, "correct");
+    g.output(fused.dHidden!, "dh");
+    const logits = g.matmul(hidden, g.transpose(weight, [1, 0]));
+    const reference = softmaxCrossEntropy(g, logits, labels, weights);
+    g.output(reference, "ref_loss");
+    g.output(addBackward(g, reference, [hidden]).grads.get("hidden")!, "ref_dh");
+    const rng = new Rng(3, "linearCrossEntropy");
+    const h = Float64Array.from({ length: N * D }, () => rng.normal());
+    const w = Float64Array.from({ length: V * D }, () => rng.normal());
+    // Row 2 is masked with a negative label; row 4's label is the argmax (a hit).
+    const lbl = [1, 6, -100, 3, 0, 2];
+    const argmax = (r: number) => {
+      const z = Array.from({ length: V }, (_, v) => Array.from({ length: D }, (_, d) => h[r * D + d] * w[v * D + d]));
+      const sums = z.map((row) => row.reduce((a, b) => a + b, 0));
+      return sums.indexOf(Math.max(...sums));
+    };
+    lbl[4] = argmax(4);
+    const wts = [1, 1, 0, 0.5, 1, 2];
+    const s = await ort.InferenceSession.create(await serializeModel(g.build()));
+    const out = await s.run({
+      hidden: new ort.Tensor("float64", h, [N, D]),
+      weight: new ort.Tensor("float64", w, [V, D]),
+      labels: new ort.Tensor("int64", BigInt64Array.from(lbl.map(BigInt)), [N]),
+      weights: new ort.Tensor("float64", Float64Array.from(wts), [N]),
+    });
+    assert.ok(Math.abs(Number(out.loss.data[0]) - Number(out.ref_loss.data[0])) < 1e-12);
+    assert.equal(Number(out.count.data[0]), 5.5);
+    const hits = lbl.map((l, r) => l >= 0 && argmax(r) === l ? wts[r] : 0).reduce((a, b) => a + b, 0);
+    assert.equal(Number(out.correct.data[0]), hits);
+    assert.ok(hits >= 1);
+    const dh = out.dh.data as Float64Array, ref = out.ref_dh.data as Float64Array;
+    assert.equal(dh.length, N * D);
+    for (let i = 0; i < dh.length; i++) assert.ok(Math.abs(dh[i] - ref[i]) < 1e-12, `dh[${i}] ${dh[i]} vs ${ref[i]}`);
+    await s.release();
+  });
+}
+
 // ---- tiny decoder ------------------------------------------------------------------------------
 
 const DECODERS: Record<string, { config: ModelConfig; checked: string[] }> = {
@@ -742,8 +830,9 @@ for (const [variant, { config, checked }] of Object.entries(DECODERS)) {
       ];
     }));
 
-    for (const [dtype, tol] of [["float32", 2e-5], ["float64", 2e-6]] as const) {
-      await t.step(`graph dtype ${dtype}`, async () => {
+    const steps = [["float32", 2e-5, false], ["float64", 2e-6, false], ["float32", 2e-5, true]] as const;
+    for (const [dtype, tol, recompute] of steps) {
+      await t.step(`graph dtype ${dtype}${recompute ? ", layers recomputed in the backward pass" : ""}`, async () => {
         const g = new GraphBuilder("train");
         const params = new Map<string, Value>();
         const weight = (name: string): Value => {
@@ -755,10 +844,10 @@ for (const [variant, { config, checked }] of Object.entries(DECODERS)) {
           return v;
         };
         // float64 is outside ComputeDType, but buildDecoder runs with it.
-        const dec = buildDecoder(g, config, { dtype: dtype as ComputeDType, kvCache: false, weight });
+        const dec = buildDecoder(g, config, { dtype: dtype as ComputeDType, kvCache: false, weight, recompute });
         const lbl = g.input("labels", "int64", ["n"]);
         const wts = g.input("weights", "float32", ["n"]);
-        const loss = g.output(softmaxCrossEntropy(g, g.reshape(dec.logits, [-1, V]), lbl, wts), "loss");
+        const loss = g.output(softmaxCrossEntropy(g, g.reshape(dec.logits!, [-1, V]), lbl, wts), "loss");
         const { grads } = addBackward(g, loss, [...params.values()]);
         for (const name of checked) g.output(grads.get(name)!, `grad:${name}`);
         const session = await ort.InferenceSession.create(await serializeModel(g.build()));

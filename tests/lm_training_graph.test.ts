@@ -260,6 +260,44 @@ Deno.test("masked tokens contribute nothing; accuracy counts argmax hits over co
   }
 });
 
+Deno.test("micro-batches (a batch over the activation budget) and recomputed layers give the batch's loss and gradients", async () => {
+  const config = VARIANTS.qwen3_qk_norm;
+  const model = randomModel(config, 7);
+  const whole = await LmTrainingModel.create(model, LORA);
+  // One row per run: any batch passes a 1-byte budget.
+  const split = await LmTrainingModel.create(model, LORA, { activationBudgetBytes: 1, recompute: false });
+  const recomputed = await LmTrainingModel.create(model, LORA, { recompute: true });
+  // Recomputation is chosen by itself when one row of maxLength tokens passes the budget.
+  const auto = await LmTrainingModel.create(model, LORA, { activationBudgetBytes: 1, maxLength: 8 });
+  try {
+    assert.equal(whole.recompute, false);
+    assert.equal(recomputed.recompute, true);
+    assert.equal(auto.recompute, true);
+    assert.equal(split.rowsPerRun({ batchSize: 2, seqLen: 7 }), 1);
+    assert.equal(whole.rowsPerRun({ batchSize: 2, seqLen: 7 }), 2);
+    const factors = randomFactors(whole.adapters, 8);
+    const ref = await whole.forwardBackward(batchOf(LABELS), factors);
+    for (const [what, lm] of [["micro-batches", split], ["recomputed layers", recomputed], ["both", auto]] as const) {
+      const out = await lm.forwardBackward(batchOf(LABELS), factors);
+      assert.equal(out.count, ref.count, what);
+      assert.equal(out.correct, ref.correct, what);
+      assert.ok(Math.abs(out.loss - ref.loss) < 1e-6 * ref.loss, `${what}: loss ${out.loss} vs ${ref.loss}`);
+      for (const [name, g] of ref.grads) {
+        for (const which of ["gA", "gB"] as const) {
+          const big = Math.max(...Array.from(g[which], Math.abs));
+          const got = out.grads.get(name)![which];
+          assert.ok(got.every((v, i) => Math.abs(v - g[which][i]) <= 1e-5 * big), `${what}: ${name}.${which}`);
+        }
+      }
+      const ev = await lm.evaluate(batchOf(LABELS), factors);
+      assert.equal(ev.count, ref.count, what);
+      assert.ok(Math.abs(ev.loss - ref.loss) < 1e-6 * ref.loss, `${what}: evaluate`);
+    }
+  } finally {
+    for (const lm of [whole, split, recomputed, auto]) await lm.release();
+  }
+});
+
 Deno.test("adapter specs: targets, layers, scale (rsLoRA)", () => {
   const config = VARIANTS.qwen3_qk_norm;
   const all = lmAdapterSpecs(config, { rank: 4, alpha: 8 });

@@ -36,14 +36,30 @@ export interface DecoderOptions {
   weight: (name: string) => Value;
   /** Linear layer hook (adapters); `name` is the HF module path, e.g. `model.layers.0.self_attn.q_proj`. */
   linear?: (x: Value, name: string, base: () => Value) => Value;
+  /**
+   * Training: each layer is a recomputed region (GraphBuilder.recomputed):
+   * the backward pass recomputes a layer's activations from its input
+   * instead of keeping them from the forward pass.
+   */
+  recompute?: boolean;
+  /**
+   * false: stop at the final norm (`hidden`), no vocabulary projection
+   * (`logits` is then null); the training graph fuses it into its loss.
+   * Default true.
+   */
+  head?: boolean;
 }
 
 export interface DecoderGraph {
   inputIds: Value;
   attentionMask: Value;
   positionIds: Value;
-  /** [batch, seq, vocab], float32. */
-  logits: Value;
+  /** [batch, seq, vocab], float32; null without the head. */
+  logits: Value | null;
+  /** The final norm's output [batch, seq, hidden] (what the head projects), compute dtype. */
+  hidden: Value;
+  /** The head's weight [vocab, hidden] (the embedding when tied), compute dtype. */
+  headWeight: Value;
   /** Serving graph: [batch, seq, 1], float32 (IO_NAMES.logitsLogSumExp). */
   logSumExp: Value | null;
   past: { key: Value; value: Value }[];
@@ -168,7 +184,9 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
   let h = g.gather(w("model.embed_tokens.weight"), inputIds);
   for (let i = 0; i < config.numLayers; i++) {
     const p = `model.layers.${i}`;
-    h = g.scoped(`layers.${i}`, () => {
+    const layer = (body: () => Value) =>
+      g.scoped(`layers.${i}`, () => opts.recompute ? g.recomputed(`layers.${i}`, body) : body());
+    h = layer(() => {
       const x = rmsNorm(h, `${p}.input_layernorm.weight`);
       // Graph outputs are named where they are computed: a renaming Identity would copy them.
       const stepName = (name: (i: number) => string) => opts.kvCache ? [name(i)] : undefined;
@@ -215,13 +233,27 @@ export function buildDecoder(g: GraphBuilder, config: ModelConfig, opts: Decoder
   if (opts.kvCache) h = keepLastPositions(g, h);
   const normed = rmsNorm(h, "model.norm.weight");
   const head = config.tieWordEmbeddings ? "model.embed_tokens" : "lm_head";
-  const logits = g.cast(g.linear(normed, w(`${head}.weight`)), "float32");
+  const headWeight = w(`${head}.weight`);
+  if (opts.head === false) {
+    return {
+      inputIds,
+      attentionMask,
+      positionIds,
+      logits: null,
+      hidden: normed,
+      headWeight,
+      logSumExp: null,
+      past,
+      present,
+    };
+  }
+  const logits = g.cast(g.linear(normed, headWeight), "float32");
   // LogSoftmax is monotone, so its maximum sits where the logits' does:
   // max(x) − max(logSoftmax(x)) = log Σ exp(x), without cancellation.
   const rowMax = (x: Value) =>
     g.op1("ReduceMax", [x, g.constant([-1])], { keepdims: 1 }, { types: [{ dtype: "float32", shape: null }] });
   const logSumExp = opts.kvCache ? g.sub(rowMax(logits), rowMax(g.logSoftmax(logits, -1))) : null;
-  return { inputIds, attentionMask, positionIds, logits, logSumExp, past, present };
+  return { inputIds, attentionMask, positionIds, logits, hidden: normed, headWeight, logSumExp, past, present };
 }
 
 /**

@@ -31,7 +31,7 @@ export function buildServingGraph(source: WeightSource, dtype: ComputeDType = "f
     return v;
   };
   const { logits, logSumExp } = buildDecoder(g, source.config, { dtype, kvCache: true, weight });
-  g.output(logits, IO_NAMES.logits);
+  g.output(logits!, IO_NAMES.logits);
   g.output(logSumExp!, IO_NAMES.logitsLogSumExp);
   return g.build();
 }

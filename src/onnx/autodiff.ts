@@ -5,8 +5,8 @@
  */
 import type { GraphBuilder } from "./builder.ts";
 import { gradRules } from "./grad_rules.ts";
-import { onesLike, withShapeOf, zerosLike } from "./grad_rules.ts";
-import { GraphError, isFloat, type Value } from "./ir.ts";
+import { negativeZeroAfter, onesLike, withShapeOf, zerosLike } from "./grad_rules.ts";
+import { GraphError, isFloat, type Node, type Value } from "./ir.ts";
 import { sameShape } from "./shape.ts";
 
 export interface GradientResult {
@@ -71,6 +71,7 @@ export function addBackward(
       parts.set(loss.name, [opts.seed ?? (loss.shape?.length === 0 ? g.scalar(1, loss.dtype) : onesLike(g, loss))]);
     }
 
+    const regions = new RegionCopies(g, forward);
     for (let i = forward.length - 1; i >= 0; i--) {
       const node = forward[i];
       const needs = node.inputs.map((n) => n !== "" && useful.has(n));
@@ -83,8 +84,10 @@ export function addBackward(
           `no gradient rule for ${node.domain ? `${node.domain}.` : ""}${node.op} (node "${node.name}")`,
         );
       }
-      const inputs = node.inputs.map((n) => n === "" ? null : valueOf(g, n));
-      const grads = rule({ g, node, inputs, outputs: node.outputs.map((o) => valueOf(g, o)), dOut, needs });
+      // In a recomputed region the rule reads the region's copy, made now (see GraphBuilder.recomputed).
+      const copy = regions.copyFor(i, dOut.find((d) => d !== null)!);
+      const inputs = node.inputs.map((n) => n === "" ? null : copy(n));
+      const grads = rule({ g, node, inputs, outputs: node.outputs.map(copy), dOut, needs });
       node.inputs.forEach((name, j) => {
         const d = grads[j];
         if (!needs[j] || !d) return;
@@ -102,6 +105,89 @@ export function addBackward(
     for (const w of wrt) grads.set(w.name, total(w.name) ?? zerosLike(g, w));
     return { grads };
   });
+}
+
+/**
+ * The backward pass's copies of recomputed regions. The first time the
+ * backward walk reaches a node of a region, the values its rule reads are
+ * recomputed: their producers in the region are copied, on demand, so only
+ * what some gradient rule reads is computed again (a layer's last product,
+ * whose output no rule reads, is not). The region's inputs that are
+ * intermediate float values used by this region alone (a decoder layer's
+ * residual stream) enter the copy as x + z, with z a negative zero computed
+ * from a gradient that reaches the region. x + (−0) is x bit for bit, so the
+ * copy computes exactly what the forward pass did, but onnxruntime can
+ * neither merge it with the forward nodes (common-subexpression elimination)
+ * nor run it before that gradient exists: the copy runs when the backward
+ * pass needs it, and the forward pass keeps only the region's inputs.
+ */
+class RegionCopies {
+  readonly #regionOf: (number | undefined)[];
+  readonly #copies = new Map<number, (name: string) => Value>();
+  readonly #producer = new Map<string, number>();
+  readonly #consumers = new Map<string, Set<number>>();
+
+  constructor(readonly g: GraphBuilder, readonly forward: readonly Node[]) {
+    this.#regionOf = new Array(forward.length);
+    g.recomputeRegions.forEach((r, k) => {
+      for (let i = r.start; i < Math.min(r.end, forward.length); i++) this.#regionOf[i] = k;
+    });
+    forward.forEach((node, i) => {
+      for (const o of node.outputs) this.#producer.set(o, i);
+      const region = this.#regionOf[i] ?? -1;
+      for (const n of node.inputs) {
+        if (!this.#consumers.has(n)) this.#consumers.set(n, new Set());
+        this.#consumers.get(n)!.add(region);
+      }
+    });
+  }
+
+  /** Maps a forward value name to what node `i`'s rule should read (its region's copy, if any). */
+  copyFor(i: number, gradient: Value): (name: string) => Value {
+    const k = this.#regionOf[i];
+    if (k === undefined) return (name: string) => valueOf(this.g, name);
+    let copy = this.#copies.get(k);
+    if (!copy) {
+      copy = this.#copier(k, gradient);
+      this.#copies.set(k, copy);
+    }
+    return copy;
+  }
+
+  #copier(k: number, gradient: Value): (name: string) => Value {
+    const { g } = this;
+    const values = new Map<string, Value>();
+    // One −0 per region, from the gradient that reached it.
+    let zero: Value | null = null;
+    const negativeZero = (dtype: Value["dtype"]) => {
+      zero ??= negativeZeroAfter(g, gradient, gradient.dtype);
+      return g.cast(zero, dtype);
+    };
+    const copy = (name: string): Value => {
+      const hit = values.get(name);
+      if (hit) return hit;
+      const v = valueOf(g, name);
+      const p = this.#producer.get(name);
+      if (p === undefined || !isFloat(v.dtype) && this.#regionOf[p] !== k) return v;
+      if (this.#regionOf[p] !== k) {
+        // A region input: tied to the gradient when only this region reads it, else (weights, masks,
+        // tables shared by all layers) read as it is.
+        if (![...this.#consumers.get(name) ?? []].every((r) => r === k)) return v;
+        const tied = withShapeOf(g, g.add(v, negativeZero(v.dtype)), v);
+        values.set(name, tied);
+        return tied;
+      }
+      const node = this.forward[p];
+      const inputs = node.inputs.map((n) => n === "" ? null : copy(n));
+      const outs = g.op(node.op, inputs, node.attributes, {
+        domain: node.domain,
+        types: node.outputs.map((o) => ({ dtype: valueOf(g, o).dtype, shape: valueOf(g, o).shape })),
+      });
+      node.outputs.forEach((o, j) => values.set(o, outs[j]));
+      return values.get(name)!;
+    };
+    return copy;
+  }
 }
 
 function valueOf(g: GraphBuilder, name: string): Value {

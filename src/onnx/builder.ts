@@ -15,7 +15,7 @@ import {
   type TensorSource,
   type Value,
 } from "./ir.ts";
-import { broadcastShapes, mulDims, normAxis } from "./shape.ts";
+import { addDims, broadcastShapes, divDims, mulDims, normAxis } from "./shape.ts";
 
 export const MS_DOMAIN = "com.microsoft";
 export const DEFAULT_OPSET = 21;
@@ -186,7 +186,7 @@ const inference: Record<string, Infer> = {
     const shape = [...ins[0].shape!];
     shape[axis] = ins.slice(1).reduce((acc, v) => {
       const d = v.shape![axis];
-      return typeof acc === "number" && typeof d === "number" ? acc + d : `${acc}+${d}`;
+      return addDims(acc, d);
     }, shape[axis]);
     return [{ dtype: ins[0].dtype, shape }];
   },
@@ -218,7 +218,7 @@ const inference: Record<string, Infer> = {
       const known = shape.filter((_, i) => i !== inferred);
       const total = x.shape?.reduce<Shape[number]>((a, d) => mulDims(a, d), 1);
       const rest = known.reduce<Shape[number]>((a, d) => mulDims(a, d), 1);
-      shape[inferred] = typeof total === "number" && typeof rest === "number" ? total / rest : b.freshSymbol();
+      shape[inferred] = (total === undefined ? null : divDims(total, rest)) ?? b.freshSymbol();
     }
     return [{ dtype: x.dtype, shape }];
   },
@@ -310,8 +310,31 @@ export class GraphBuilder {
   private readonly used = new Set<string>();
   private counter = 0;
   private scopes: string[] = [];
+  /** Node ranges [start, end) that addBackward recomputes instead of keeping their values (see `recomputed`). */
+  readonly recomputeRegions: { name: string; start: number; end: number }[] = [];
+  #inRegion = false;
 
   constructor(readonly name = "main") {}
+
+  /**
+   * Runs `fn`; the nodes it adds form a region whose intermediate values the
+   * backward pass does not keep: addBackward emits a copy of the region
+   * right before its gradients need it and differentiates the copy
+   * (activation checkpointing: only the region's inputs stay alive between
+   * the forward and the backward pass, at the cost of computing the region
+   * twice). Regions do not nest.
+   */
+  recomputed<T>(name: string, fn: () => T): T {
+    if (this.#inRegion) throw new GraphError(`recomputed region "${name}" inside another one`);
+    const start = this.nodes.length;
+    this.#inRegion = true;
+    try {
+      return fn();
+    } finally {
+      this.#inRegion = false;
+      this.recomputeRegions.push({ name, start, end: this.nodes.length });
+    }
+  }
 
   /** Runs `fn` with names prefixed by `scope` (e.g. "layers.3/attn"). */
   scoped<T>(scope: string, fn: () => T): T {

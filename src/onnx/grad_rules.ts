@@ -66,9 +66,69 @@ function rankOf(v: Value, op: string): number {
   return v.shape.length;
 }
 
-/** The shape of `x` as an int64 tensor: a constant when static (foldable), else Shape(x). */
+/**
+ * The shape of `x` as an int64 tensor: a constant when static (foldable);
+ * else, when each symbolic dim is a dim of some graph input, assembled from
+ * those inputs' shapes; else Shape(x). A backward node reading Shape(x) keeps
+ * all of x alive until it runs (onnxruntime frees a tensor after its last
+ * reader): a [batch, seq, vocab] logits tensor, an attention score tensor per
+ * layer. Graph inputs are alive anyway.
+ */
 export function shapeOf(g: GraphBuilder, x: Value): Value {
-  return isStatic(x.shape) ? g.constant(x.shape) : g.shapeOf(x);
+  if (isStatic(x.shape)) return g.constant(x.shape);
+  return (x.shape && shapeFromInputs(g, x.shape)) ?? g.shapeOf(x);
+}
+
+const inputShapes = new WeakMap<GraphBuilder, Map<string, Value>>();
+
+function shapeFromInputs(g: GraphBuilder, shape: Shape): Value | null {
+  const key = shape.join(",");
+  let cache = inputShapes.get(g);
+  const hit = cache?.get(key);
+  if (hit) return hit;
+  const parts: Value[] = [];
+  for (const d of shape) {
+    if (typeof d === "number") {
+      parts.push(g.constant([d]));
+      continue;
+    }
+    // A symbol, or a product of symbols and numbers ("3*sequence_length").
+    if (/[+()]/.test(d)) return null;
+    let dim: Value | null = null;
+    for (const f of d.split("*")) {
+      let part: Value;
+      if (/^\d+$/.test(f)) part = g.constant([Number(f)]);
+      else {
+        const source = g.inputs.find((v) => v.shape?.includes(f));
+        if (!source) return null;
+        part = g.gather(g.shapeOf(source), g.constant([source.shape!.indexOf(f)]));
+      }
+      dim = dim ? g.mul(dim, part) : part;
+    }
+    parts.push(dim!);
+  }
+  const out = g.concat(parts, 0);
+  if (!cache) inputShapes.set(g, cache = new Map());
+  cache.set(key, out);
+  return out;
+}
+
+/**
+ * −0 of `dtype` computed from `after`'s first element (|a·0| is +0 for any
+ * finite a, negated): adding it to x changes no bit of x (x + −0 = x, −0
+ * included), but makes x wait for `after` and look new to onnxruntime, which
+ * then neither merges what reads it with an equal computation elsewhere
+ * (common-subexpression elimination) nor runs it earlier. Returns a [1]
+ * tensor that broadcasts.
+ */
+export function negativeZeroAfter(g: GraphBuilder, after: Value, dtype: DType): Value {
+  const first = g.slice(g.reshape(after, [-1]), [0], [1], [0]);
+  return g.cast(g.neg(g.op1("Abs", [g.mul(first, g.scalar(0, after.dtype))])), dtype);
+}
+
+/** x, computed only after `after` (see negativeZeroAfter); bit for bit x. */
+export function tiedAfter(g: GraphBuilder, x: Value, after: Value): Value {
+  return withShapeOf(g, g.add(x, negativeZeroAfter(g, after, x.dtype)), x);
 }
 
 /** `v` re-declared with `x`'s shape: the caller knows they agree at runtime. */
@@ -109,7 +169,7 @@ function zeros(g: GraphBuilder, dtype: DType, dims: Shape | null, runtime: () =>
 }
 
 export function zerosLike(g: GraphBuilder, x: Value, anchor?: Value): Value {
-  return zeros(g, x.dtype, x.shape, () => g.shapeOf(x), anchor);
+  return zeros(g, x.dtype, x.shape, () => shapeOf(g, x), anchor);
 }
 
 /** Ones shaped like `x` (the default seed of a non-scalar loss). */
@@ -153,7 +213,7 @@ export function unbroadcast(g: GraphBuilder, grad: Value, x: Value, ref: Shape |
     }
   }
   // Runtime axes: pad Shape(x) with leading 1s to grad's rank, sum where it is 1.
-  const sx = g.shapeOf(x);
+  const sx = shapeOf(g, x);
   const sg = g.shapeOf(grad);
   const extra = g.sub(g.shapeOf(sg), g.shapeOf(sx));
   const padded = g.concat([filled(g, extra, "int64", null, 1), sx], 0);

@@ -30,6 +30,13 @@ export interface SessionOptions {
   profilePrefix?: string;
   /** openGraphSession: initializer bytes above which the graph goes through a file (default IN_MEMORY_GRAPH_BYTES). */
   maxInMemoryGraphBytes?: number;
+  /**
+   * onnxruntime's CPU memory arena (default on). Off for training graphs:
+   * the arena grows in doubling regions and keeps ~1 GiB beyond a 135M
+   * training step's live activations (measured: peak 4.0 vs 3.0 GiB), for
+   * ~3% of step time (allocations straight from malloc).
+   */
+  cpuMemArena?: boolean;
 }
 
 /** The execution providers of a device, in preference order (onnxruntime falls back along the list). */
@@ -104,7 +111,7 @@ async function open(
     graphOptimizationLevel: "all",
     ...threads,
     // Arena growth on varying shapes would hold peak memory forever.
-    enableCpuMemArena: true,
+    enableCpuMemArena: opts.cpuMemArena ?? true,
     enableMemPattern: false,
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
     ...(device === "webgpu" && opts.outputLocation ? { preferredOutputLocation: opts.outputLocation } : {}),

@@ -71,6 +71,38 @@ export function collate(examples: readonly CollateExample[], opts: CollateOption
   return { batchSize: examples.length, seqLen, inputIds, attentionMask, positionIds, labels, tokens, targets };
 }
 
+/**
+ * Rows [start, end) of a batch, cut after the last column any of them uses
+ * (right padding: the columns after it are pads in every row).
+ */
+export function sliceRows(batch: LmBatch, start: number, end: number): LmBatch {
+  const S = batch.seqLen;
+  let used = 1, tokens = 0, targets = 0;
+  for (let r = start; r < end; r++) {
+    for (let t = 0; t < S; t++) {
+      if (batch.attentionMask[r * S + t] === 0n) continue;
+      used = Math.max(used, t + 1);
+      tokens++;
+      if (t > 0 && batch.labels[r * S + t] !== BigInt(IGNORE_INDEX)) targets++;
+    }
+  }
+  const take = (x: BigInt64Array) => {
+    const out = new BigInt64Array((end - start) * used);
+    for (let r = start; r < end; r++) out.set(x.subarray(r * S, r * S + used), (r - start) * used);
+    return out;
+  };
+  return {
+    batchSize: end - start,
+    seqLen: used,
+    inputIds: take(batch.inputIds),
+    attentionMask: take(batch.attentionMask),
+    positionIds: take(batch.positionIds),
+    labels: take(batch.labels),
+    tokens,
+    targets,
+  };
+}
+
 export interface BatchPlanOptions {
   /** Most examples per batch. */
   batchSize: number;

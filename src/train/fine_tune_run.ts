@@ -72,7 +72,7 @@ export class FineTuneRun {
       alpha: o.alpha,
       rsLora: o.rsLora,
       targetModules: o.targetModules,
-    }, on);
+    }, { ...on, maxLength: o.maxLength }); // maxLength: recompute layers when one row would not fit
     const model = new RecordingModel(inner, on);
     try {
       return new FineTuneRun(

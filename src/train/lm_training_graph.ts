@@ -26,15 +26,16 @@ import { Rng } from "../model/rng.ts";
 import { convertWeights } from "../model/decoder_graph.ts";
 import type { WeightSource } from "../model/serving_graph.ts";
 import { GraphBuilder } from "../onnx/builder.ts";
-import { softmaxCrossEntropy } from "../onnx/losses.ts";
+import { linearCrossEntropy } from "../onnx/losses.ts";
 import type { Graph, Value } from "../onnx/ir.ts";
 import { ort, type OrtTensor } from "../runtime/ort.ts";
 import type { Device } from "../runtime/session.ts";
-import type { LmBatch } from "./batching.ts";
+import { type LmBatch, sliceRows } from "./batching.ts";
 import { IGNORE_INDEX } from "./dataset.ts";
 import { type FrozenWeightLayout, LoraGraph, LOSS_OUTPUT, type TrainingGraphIO } from "./lora_graph.ts";
 import { TrainingSession } from "./training_session.ts";
-import type { AdapterFactors, AdapterSpec, StepResult, TrainingModel } from "./types.ts";
+import type { AdapterFactors, AdapterGradients, AdapterSpec, StepResult, TrainingModel } from "./types.ts";
+import { ActivationMemory, DEFAULT_ACTIVATION_BUDGET, LOSS_CHUNKS } from "./activation_memory.ts";
 import {
   BakedWeightState,
   CpuWeightState,
@@ -112,6 +113,13 @@ export interface LmGraphOptions {
   dtype?: ComputeDType;
   /** false: forward only (loss and metrics, no gradients), for evaluation. Default true. */
   gradients?: boolean;
+  /**
+   * Recompute each layer's activations in the backward pass from the layer's
+   * input (activation checkpointing): activation memory falls from every
+   * layer's intermediates to one layer's plus each layer's input, for one
+   * more forward pass of compute. For long batches.
+   */
+  recompute?: boolean;
 }
 
 export interface LmTrainingGraph {
@@ -151,34 +159,35 @@ export function buildLmTrainingGraph(
     if (!spec) return base();
     return lora.linear(x, spec, { bias: hasBias(name) ? weight(`${name}.bias`) : undefined });
   };
-  const dec = buildDecoder(g, config, { dtype, kvCache: false, weight, linear });
+  const dec = buildDecoder(g, config, {
+    dtype,
+    kvCache: false,
+    weight,
+    linear,
+    head: false,
+    recompute: opts.recompute === true && opts.gradients !== false,
+  });
   const missing = adapters.filter((a) => !lora.adapters.some((b) => b.name === a.name));
   if (missing.length) throw new LmTrainingError(`no linear layer "${missing[0].name}" in the decoder`);
 
-  const { loss, count, correct } = g.scoped("loss", () => {
+  const gradients = opts.gradients !== false;
+  const hidden = g.reshape(dec.hidden, [-1, config.hiddenSize]); // [tokens, hidden]
+  const { loss, count, correct, dHidden } = g.scoped("loss", () => {
     const labels = g.input("labels", "int64", ["batch_size", "sequence_length"]);
-    const V = config.vocabSize;
     // Shift: position t predicts token t + 1; the last position predicts nothing. The labels are
-    // shifted (an ignored label appended), not the logits: slicing the logits would copy them, and
-    // onnxruntime's WebGPU provider leaves that Slice on the CPU (a device → host copy of the logits).
-    const logits = g.reshape(dec.logits, [-1, V]);
+    // shifted (an ignored label appended), not the hidden states or logits (a slice would copy them).
     const firstColumn = g.slice(labels, [0], [1], [1]);
     const ignored = g.add(g.mul(firstColumn, g.constant(0, "int64", [])), g.constant(IGNORE_INDEX, "int64", []));
     const targets = g.reshape(g.concat([g.slice(labels, [1], [Number.MAX_SAFE_INTEGER], [1]), ignored], 1), [-1]);
-    const counted = g.greaterOrEqual(targets, g.constant(0, "int64", []));
-    const weights = g.cast(counted, "float32");
-    const predicted = g.op1("ArgMax", [logits], { axis: -1, keepdims: 0 }, {
-      types: [{ dtype: "int64", shape: targets.shape }],
+    const weights = g.cast(g.greaterOrEqual(targets, g.constant(0, "int64", [])), "float32");
+    // The vocabulary projection lives in the loss: logits and their gradient exist only there.
+    return linearCrossEntropy(g, hidden, dec.headWeight, targets, weights, {
+      gradient: gradients,
+      chunks: LOSS_CHUNKS,
     });
-    const hits = g.and(g.equal(predicted, targets), counted);
-    return {
-      loss: softmaxCrossEntropy(g, logits, targets, weights),
-      count: g.reduceSum(weights, [0], false),
-      correct: g.reduceSum(g.cast(hits, "float32"), [0], false),
-    };
   });
   const metrics = { [METRIC_OUTPUTS.count]: count, [METRIC_OUTPUTS.correct]: correct };
-  if (opts.gradients !== false) return { graph: g.build(), io: lora.finish(loss, metrics) };
+  if (gradients) return { graph: g.build(), io: lora.finish(loss, metrics, { from: hidden, seed: dHidden! }) };
 
   // Forward only: the same inputs and outputs minus gradients (ORT runs every node of a graph
   // whatever is fetched, so evaluation gets its own graph without the backward pass).
@@ -221,7 +230,11 @@ export interface LmTrainingModelOptions {
   device?: Device;
   /** Intra-op threads of the training sessions (default 1, see openGraphSession in runtime/session.ts). */
   threads?: number;
-  /** Profile the training session into files with this prefix (see runtime/placement.ts). */
+  /**
+   * Profile the training session into files with this prefix (see
+   * runtime/placement.ts), and the weight state's Merge kernel into
+   * `<prefix>.merge`.
+   */
   profilePrefix?: string;
   dtype?: ComputeDType;
   /**
@@ -232,6 +245,19 @@ export interface LmTrainingModelOptions {
   weightLayout?: "input" | "baked";
   /** BakedWeightState's re-bake threshold. */
   maxPendingRank?: number;
+  /**
+   * Activation checkpointing per layer (LmGraphOptions.recompute). Default:
+   * only when one row of `maxLength` tokens would not fit the activation
+   * budget without it.
+   */
+  recompute?: boolean;
+  /** The longest sequence the model will see (decides `recompute`). */
+  maxLength?: number;
+  /**
+   * Activation memory per run (default DEFAULT_ACTIVATION_BUDGET): a bigger
+   * batch runs as micro-batches of whole rows (activation_memory.ts).
+   */
+  activationBudgetBytes?: number;
 }
 
 export class LmTrainingModel implements TrainingModel<LmBatch> {
@@ -243,7 +269,19 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
     readonly weights: GraphWeightState,
     readonly options: LmTrainingModelOptions,
     private readonly train: TrainingSession,
+    /** The training graph's activation estimate (whether its layers are recomputed: `memory.plain !== null`). */
+    readonly memory: ActivationMemory,
   ) {}
+
+  /** Whether the backward pass recomputes each layer's activations. */
+  get recompute(): boolean {
+    return this.memory.plain !== null;
+  }
+
+  /** Activation bytes one run may take (micro-batches are cut to fit). */
+  get activationBudget(): number {
+    return this.options.activationBudgetBytes ?? DEFAULT_ACTIVATION_BUDGET;
+  }
 
   /** Reads the adapted layers' W from `source` into a weight state and opens the training session. */
   static async create(
@@ -259,35 +297,75 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
       layers.set(a.name, { m: a.m, n: a.n, data: (await source.read(`${a.name}.weight`)).slice() });
     }
     const kind = opts.weightLayout ?? (device === "cuda" ? "baked" : "input");
-    const stateOpts = { device, threads: opts.threads };
+    const stateOpts = {
+      device,
+      threads: opts.threads,
+      ...(opts.profilePrefix ? { profilePrefix: `${opts.profilePrefix}.merge` } : {}),
+    };
     const weights: GraphWeightState = kind === "baked"
       ? new BakedWeightState(layers, { ...stateOpts, maxPendingRank: opts.maxPendingRank })
       : device === "webgpu"
       ? await DeviceWeightState.create(layers, stateOpts)
       : new CpuWeightState(layers, stateOpts);
     try {
-      const { graph, io } = buildLmTrainingGraph(source, adapters, weights.layout, { dtype: opts.dtype });
-      const session = await TrainingSession.create(graph, io, weights, {
+      const { config } = source;
+      const build = (recompute: boolean) =>
+        buildLmTrainingGraph(source, adapters, weights.layout, { dtype: opts.dtype, recompute });
+      let built = build(opts.recompute === true);
+      let memory = new ActivationMemory(built.graph, config.vocabSize, config.numLayers);
+      const budget = opts.activationBudgetBytes ?? DEFAULT_ACTIVATION_BUDGET;
+      const tooLong = opts.maxLength !== undefined && memory.bytes(1, opts.maxLength) > budget;
+      if (opts.recompute === true || (opts.recompute === undefined && tooLong)) {
+        const plain = opts.recompute === true
+          ? new ActivationMemory(build(false).graph, config.vocabSize, config.numLayers)
+          : memory;
+        if (opts.recompute !== true) built = build(true);
+        memory = new ActivationMemory(built.graph, config.vocabSize, config.numLayers, plain);
+      }
+      const session = await TrainingSession.create(built.graph, built.io, weights, {
         device,
         threads: opts.threads,
         profilePrefix: opts.profilePrefix,
+        cpuMemArena: false,
       });
-      return new LmTrainingModel(source, adapters, weights, { ...opts, device }, session);
+      return new LmTrainingModel(source, adapters, weights, { ...opts, device }, session, memory);
     } catch (e) {
       await weights.release();
       throw e;
     }
   }
 
+  /** Rows per run for a batch: all of them unless their activations would pass the budget. */
+  rowsPerRun(batch: Pick<LmBatch, "batchSize" | "seqLen">): number {
+    return this.memory.rowsPerRun(batch.batchSize, batch.seqLen, this.activationBudget);
+  }
+
+  /**
+   * Loss, metrics and adapter gradients of `batch`. A batch over the
+   * activation budget runs as micro-batches of whole rows: gradients and
+   * loss are combined weighted by each one's counted tokens (the mean over
+   * the whole batch, up to float rounding).
+   */
   async forwardBackward(batch: LmBatch, factors: ReadonlyMap<string, AdapterFactors>): Promise<StepResult> {
-    const run = await this.train.run(factors, lmBatchFeeds(batch));
-    return { loss: run.loss, grads: run.grads, ...metricsOf(run.metrics), transfer: run.transfer };
+    const parts: StepResult[] = [];
+    for (const part of microBatches(batch, this.rowsPerRun(batch))) {
+      const run = await this.train.run(factors, lmBatchFeeds(part));
+      parts.push({ loss: run.loss, grads: run.grads, ...metricsOf(run.metrics), transfer: run.transfer });
+    }
+    return parts.length === 1 ? parts[0] : combineParts(parts);
   }
 
   async evaluate(batch: LmBatch, factors: ReadonlyMap<string, AdapterFactors>): Promise<Omit<StepResult, "grads">> {
     this.#evalSession ??= await this.#openEval();
-    const run = await this.#evalSession.run(factors, lmBatchFeeds(batch), { grads: false });
-    return { loss: run.loss, ...metricsOf(run.metrics) };
+    let loss = 0, count = 0, correct = 0;
+    for (const part of microBatches(batch, this.rowsPerRun(batch))) {
+      const run = await this.#evalSession.run(factors, lmBatchFeeds(part), { grads: false });
+      const m = metricsOf(run.metrics);
+      loss += run.loss * m.count;
+      count += m.count;
+      correct += m.correct;
+    }
+    return { loss: count > 0 ? loss / count : 0, count, correct };
   }
 
   async #openEval(): Promise<TrainingSession> {
@@ -298,6 +376,7 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
     return await TrainingSession.create(graph, io, this.weights, {
       device: this.options.device ?? "cpu",
       threads: this.options.threads,
+      cpuMemArena: false,
     });
   }
 
@@ -307,6 +386,43 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
     this.#evalSession = null;
     await this.weights.release();
   }
+}
+
+/** `batch` as runs of at most `rows` rows (itself when it fits). */
+function microBatches(batch: LmBatch, rows: number): LmBatch[] {
+  if (batch.batchSize <= rows) return [batch];
+  const out: LmBatch[] = [];
+  for (let r = 0; r < batch.batchSize; r += rows) out.push(sliceRows(batch, r, Math.min(batch.batchSize, r + rows)));
+  return out;
+}
+
+/** Micro-batch results as one: loss and gradients weighted by counted tokens, counts summed. */
+function combineParts(parts: readonly StepResult[]): StepResult {
+  const count = parts.reduce((s, p) => s + p.count, 0);
+  const weight = (p: StepResult) => count > 0 ? p.count / count : 0;
+  const grads = new Map<string, AdapterGradients>();
+  for (const name of parts[0].grads.keys()) {
+    const sum = (pick: (g: AdapterGradients) => Float32Array) => {
+      const acc = new Float64Array(pick(parts[0].grads.get(name)!).length);
+      for (const p of parts) {
+        const w = weight(p), g = pick(p.grads.get(name)!);
+        if (w !== 0) { for (let i = 0; i < acc.length; i++) acc[i] += w * g[i]; }
+      }
+      return Float32Array.from(acc);
+    };
+    grads.set(name, { gA: sum((g) => g.gA), gB: sum((g) => g.gB) });
+  }
+  const transfer = parts.reduce((t, p) => ({
+    hostToDevice: t.hostToDevice + (p.transfer?.hostToDevice ?? 0),
+    deviceToHost: t.deviceToHost + (p.transfer?.deviceToHost ?? 0),
+  }), { hostToDevice: 0, deviceToHost: 0 });
+  return {
+    loss: parts.reduce((s, p) => s + weight(p) * p.loss, 0),
+    count,
+    correct: parts.reduce((s, p) => s + (p.correct ?? 0), 0),
+    grads,
+    transfer,
+  };
 }
 
 function metricsOf(metrics: Record<string, OrtTensor>): { count: number; correct: number } {

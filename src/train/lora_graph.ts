@@ -111,14 +111,23 @@ export class LoraGraph {
 
   /**
    * Adds the backward pass (wrt every adapter input) and marks the outputs.
-   * `loss` must be a scalar; metrics are output under their keys.
+   * `loss` must be a scalar; metrics are output under their keys. With
+   * `backward`, the pass starts at `backward.from` with the gradient
+   * `backward.seed` (d loss / d from, computed by the caller, e.g. a fused
+   * loss), instead of differentiating `loss` itself.
    */
-  finish(loss: Value, metrics: Record<string, Value> = {}): TrainingGraphIO {
+  finish(
+    loss: Value,
+    metrics: Record<string, Value> = {},
+    backward?: { from: Value; seed: Value },
+  ): TrainingGraphIO {
     const { g } = this;
     if (loss.shape && loss.shape.length !== 0) throw new GraphError(`loss must be a scalar, got [${loss.shape}]`);
     if (this.#adapters.length === 0) throw new GraphError("a training graph needs at least one adapter");
     const wrt = [...this.#factors.values()].flatMap((f) => [f.A, f.B]);
-    const { grads } = addBackward(g, loss, wrt);
+    const { grads } = backward
+      ? addBackward(g, backward.from, wrt, { seed: backward.seed })
+      : addBackward(g, loss, wrt);
     g.output(g.cast(loss, "float32"), LOSS_OUTPUT);
     const names = new Map<string, { A: string; B: string }>();
     for (const [name, f] of this.#factors) {

@@ -55,6 +55,8 @@ export interface MergeLogView {
 export interface MergeLogOptions {
   device?: Device;
   threads?: number;
+  /** Profile the log's Merge kernel (its dense folds) into files with this prefix. */
+  profilePrefix?: string;
 }
 
 export class MergeLog implements WeightState {
@@ -63,7 +65,12 @@ export class MergeLog implements WeightState {
 
   constructor(readonly inner: WeightState, adapters: readonly AdapterSpec[], opts: MergeLogOptions = {}) {
     for (const a of adapters) this.#layers.set(a.name, { m: a.m, n: a.n, dense: null, chunks: [], k: 0 });
-    this.#kernel = new MergeKernel({ device: opts.device ?? "cpu", threads: opts.threads });
+    this.#kernel = new MergeKernel({
+      device: opts.device ?? "cpu",
+      threads: opts.threads,
+      profilePrefix: opts.profilePrefix,
+      cpuMemArena: false,
+    });
   }
 
   mergeLowRank(name: string, U: Float32Array, V: Float32Array, k: number): Promise<void> {

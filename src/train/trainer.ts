@@ -46,6 +46,8 @@ export interface TrainerOptions {
   threads?: number;
   /** Starting factors (copied), e.g. an existing adapter; default: `config.init` from the seed. */
   initialFactors?: ReadonlyMap<string, AdapterFactors>;
+  /** Profile the kernels into files prefixed `<prefix>.optimizer` and `<prefix>.scaling` (onnxruntime's profiler). */
+  profilePrefix?: string;
 }
 
 /** Milliseconds spent per phase of one step. */
@@ -112,9 +114,13 @@ export class Trainer<Batch> {
       }
       this.factors.set(a.name, given ? { A: given.A.slice(), B: given.B.slice() } : initFactors(a, config));
     }
-    const kernel = { device: options.device, threads: options.threads };
-    this.optimizer = new AdapterOptimizer(model.adapters, config.optimizer, kernel);
-    this.#grams = new ScalingGramsKernel(kernel);
+    const kernel = (phase: string) => ({
+      device: options.device,
+      threads: options.threads,
+      ...(options.profilePrefix ? { profilePrefix: `${options.profilePrefix}.${phase}` } : {}),
+    });
+    this.optimizer = new AdapterOptimizer(model.adapters, config.optimizer, kernel("optimizer"));
+    this.#grams = new ScalingGramsKernel(kernel("scaling"));
   }
 
   /** Optimizer steps done. */

@@ -46,6 +46,8 @@ export interface WeightStateOptions {
   /** Device the Merge kernel runs on (default "cpu"). */
   device?: Device;
   threads?: number;
+  /** Profile the Merge kernel into files with this prefix (onnxruntime's profiler). */
+  profilePrefix?: string;
 }
 
 export class WeightStateError extends Error {
@@ -61,7 +63,13 @@ abstract class BaseWeightState {
       if (l.data.length !== l.m * l.n) throw new WeightStateError(`${name}: ${l.data.length} values for ${l.m}x${l.n}`);
     }
     this.layers = new Map([...layers].map(([name, l]) => [name, { ...l }]));
-    this.merger = new MergeKernel({ device: opts.device ?? "cpu", threads: opts.threads });
+    // No arena: a merge's outputs (up to the kernel's 256 MiB per run) would stay reserved between events.
+    this.merger = new MergeKernel({
+      device: opts.device ?? "cpu",
+      threads: opts.threads,
+      profilePrefix: opts.profilePrefix,
+      cpuMemArena: false,
+    });
   }
 
   protected layer(name: string): FrozenLayer {
@@ -153,7 +161,12 @@ export class DeviceWeightState implements GraphWeightState {
 
   private constructor(layers: ReadonlyMap<string, FrozenLayer>, opts: WeightStateOptions) {
     this.#shapes = new Map([...layers].map(([name, l]) => [name, { m: l.m, n: l.n }]));
-    this.#merger = new MergeKernel({ device: "webgpu", threads: opts.threads, outputLocation: "gpu-buffer" });
+    this.#merger = new MergeKernel({
+      device: "webgpu",
+      threads: opts.threads,
+      outputLocation: "gpu-buffer",
+      profilePrefix: opts.profilePrefix,
+    });
   }
 
   /** Uploads every layer (the host arrays are not kept). */
