@@ -5,7 +5,15 @@
  */
 import type { GraphBuilder } from "./builder.ts";
 import { gradRules } from "./grad_rules.ts";
-import { negativeZeroAfter, onesLike, withShapeOf, zerosLike } from "./grad_rules.ts";
+import {
+  type GradContext,
+  type GradRule,
+  negativeZeroAfter,
+  onesLike,
+  tiedAfter,
+  withShapeOf,
+  zerosLike,
+} from "./grad_rules.ts";
 import { GraphError, isFloat, type Node, type Value } from "./ir.ts";
 import { sameShape } from "./shape.ts";
 
@@ -72,6 +80,7 @@ export function addBackward(
     }
 
     const regions = new RegionCopies(g, forward);
+    const ends = new TerminalValues(forward, wrt);
     for (let i = forward.length - 1; i >= 0; i--) {
       const node = forward[i];
       const needs = node.inputs.map((n) => n !== "" && useful.has(n));
@@ -87,7 +96,12 @@ export function addBackward(
       // In a recomputed region the rule reads the region's copy, made now (see GraphBuilder.recomputed).
       const copy = regions.copyFor(i, dOut.find((d) => d !== null)!);
       const inputs = node.inputs.map((n) => n === "" ? null : copy(n));
-      const grads = rule({ g, node, inputs, outputs: node.outputs.map(copy), dOut, needs });
+      const outputs = node.outputs.map(copy);
+      const terminal = node.inputs.map((n, j) => needs[j] && ends.has(n));
+      let grads: (Value | null | undefined)[];
+      if (terminal.some(Boolean) && needs.some((n, j) => n && !terminal[j])) {
+        grads = orderedGrads(g, rule, { g, node, inputs, outputs, dOut, needs }, terminal);
+      } else grads = rule({ g, node, inputs, outputs, dOut, needs });
       node.inputs.forEach((name, j) => {
         const d = grads[j];
         if (!needs[j] || !d) return;
@@ -105,6 +119,67 @@ export function addBackward(
     for (const w of wrt) grads.set(w.name, total(w.name) ?? zerosLike(g, w));
     return { grads };
   });
+}
+
+/**
+ * Values whose gradient flows to `wrt` values only (a `wrt` value, or a
+ * Transpose, Cast, Reshape or Identity of one): its gradient ends in a graph
+ * output, not in more backward work.
+ */
+class TerminalValues {
+  readonly #set: Set<string>;
+
+  constructor(forward: readonly Node[], wrt: readonly Value[]) {
+    this.#set = new Set(wrt.map((w) => w.name));
+    const passThrough = new Set(["Transpose", "Cast", "Reshape", "Identity"]);
+    for (const node of forward) {
+      if (node.domain === "" && passThrough.has(node.op) && this.#set.has(node.inputs[0])) {
+        this.#set.add(node.outputs[0]);
+      }
+    }
+  }
+
+  has(name: string): boolean {
+    return this.#set.has(name);
+  }
+}
+
+/**
+ * A node with both terminal inputs (an adapter factor) and others: the other
+ * inputs' gradients are made to wait for the terminal ones. onnxruntime
+ * orders nodes by a depth-first walk from the graph outputs, so a product
+ * that only feeds an output (dA = (x·B)ᵀ·dY of every adapter) would run at
+ * the very end of the step and keep what it reads (dY, per adapter and
+ * layer) alive through the whole backward pass. Tied with a −0 (bit for bit
+ * the same values) on the smaller of the incoming gradient and the outgoing
+ * ones, so the tie costs a pass over an adapter-rank-wide tensor, not a
+ * layer-wide one.
+ */
+function orderedGrads(
+  g: GraphBuilder,
+  rule: GradRule,
+  ctx: GradContext,
+  terminal: boolean[],
+): (Value | null | undefined)[] {
+  const ends = rule({ ...ctx, needs: ctx.needs.map((n, j) => n && terminal[j]) });
+  const after = ends.find((d, j) => terminal[j] && d);
+  if (!after) return rule(ctx);
+  const others = ctx.needs.map((n, j) => n && !terminal[j]);
+  // Tie the incoming gradient when it is narrower than what the other inputs get back.
+  const width = (v: Value | null | undefined) => {
+    const d = v?.shape?.at(-1);
+    return typeof d === "number" ? d : Infinity;
+  };
+  const dOut = ctx.dOut.find((d) => d !== null);
+  const widest = Math.max(...ctx.inputs.filter((_, j) => others[j]).map(width));
+  let rest: (Value | null | undefined)[];
+  if (width(dOut) <= widest) {
+    const tied = ctx.dOut.map((d) => d && tiedAfter(g, d, after));
+    rest = rule({ ...ctx, dOut: tied, needs: others });
+  } else {
+    rest = rule({ ...ctx, needs: others }).map((d, j) => others[j] && d ? tiedAfter(g, d, after) : d);
+  }
+  return ctx.inputs.map((_, j) => terminal[j] ? ends[j] : rest[j]);
 }
 
 /**
@@ -157,11 +232,25 @@ class RegionCopies {
   #copier(k: number, gradient: Value): (name: string) => Value {
     const { g } = this;
     const values = new Map<string, Value>();
+    const emitted = new Map<number, Value[]>();
     // One −0 per region, from the gradient that reached it.
     let zero: Value | null = null;
     const negativeZero = (dtype: Value["dtype"]) => {
       zero ??= negativeZeroAfter(g, gradient, gradient.dtype);
       return g.cast(zero, dtype);
+    };
+    // Node p of the region, copied once (its inputs copied as they are read).
+    const emit = (p: number): Value[] => {
+      let outs = emitted.get(p);
+      if (!outs) {
+        const node = this.forward[p];
+        outs = g.op(node.op, node.inputs.map((n) => n === "" ? null : copy(n)), node.attributes, {
+          domain: node.domain,
+          types: node.outputs.map((o) => ({ dtype: valueOf(g, o).dtype, shape: valueOf(g, o).shape })),
+        });
+        emitted.set(p, outs);
+      }
+      return outs;
     };
     const copy = (name: string): Value => {
       const hit = values.get(name);
@@ -169,22 +258,29 @@ class RegionCopies {
       const v = valueOf(g, name);
       const p = this.#producer.get(name);
       if (p === undefined || !isFloat(v.dtype) && this.#regionOf[p] !== k) return v;
+      let make: () => Value;
       if (this.#regionOf[p] !== k) {
         // A region input: tied to the gradient when only this region reads it, else (weights, masks,
         // tables shared by all layers) read as it is.
         if (![...this.#consumers.get(name) ?? []].every((r) => r === k)) return v;
-        const tied = withShapeOf(g, g.add(v, negativeZero(v.dtype)), v);
-        values.set(name, tied);
-        return tied;
+        make = () => withShapeOf(g, g.add(v, negativeZero(v.dtype)), v);
+      } else {
+        const j = this.forward[p].outputs.indexOf(name);
+        make = () => emit(p)[j];
       }
-      const node = this.forward[p];
-      const inputs = node.inputs.map((n) => n === "" ? null : copy(n));
-      const outs = g.op(node.op, inputs, node.attributes, {
-        domain: node.domain,
-        types: node.outputs.map((o) => ({ dtype: valueOf(g, o).dtype, shape: valueOf(g, o).shape })),
-      });
-      node.outputs.forEach((o, j) => values.set(o, outs[j]));
-      return values.get(name)!;
+      // Copied when a node first reads it (takes its name), not when a rule merely holds it: rules get
+      // every input and output of their node, and most read few of them (an Add's rule reads none).
+      let real: Value | null = null;
+      const lazy: Value = {
+        dtype: v.dtype,
+        shape: v.shape,
+        get name() {
+          real ??= make();
+          return real.name;
+        },
+      };
+      values.set(name, lazy);
+      return lazy;
     };
     return copy;
   }

@@ -118,11 +118,10 @@ function shapeFromInputs(g: GraphBuilder, shape: Shape): Value | null {
  * finite a, negated): adding it to x changes no bit of x (x + −0 = x, −0
  * included), but makes x wait for `after` and look new to onnxruntime, which
  * then neither merges what reads it with an equal computation elsewhere
- * (common-subexpression elimination) nor runs it earlier. Returns a [1]
- * tensor that broadcasts.
+ * (common-subexpression elimination) nor runs it earlier. A scalar.
  */
 export function negativeZeroAfter(g: GraphBuilder, after: Value, dtype: DType): Value {
-  const first = g.slice(g.reshape(after, [-1]), [0], [1], [0]);
+  const first = g.reshape(g.slice(g.reshape(after, [-1]), [0], [1], [0]), []); // a scalar: broadcasts to any shape
   return g.cast(g.neg(g.op1("Abs", [g.mul(first, g.scalar(0, after.dtype))])), dtype);
 }
 

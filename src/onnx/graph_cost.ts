@@ -188,3 +188,50 @@ export function carriedBytes(
   }
   return { bytes, values: carried.size, unresolved };
 }
+
+/**
+ * The most bytes alive at once when the nodes run in the graph's order (the
+ * order they were built in: for a training graph, the forward pass and then
+ * the backward pass as autodiff emitted it, which onnxruntime follows where
+ * the data dependencies say so). A value lives from its producer to its last
+ * reader; graph outputs to the end. Views (Reshape, Squeeze, Unsqueeze,
+ * Identity, Flatten) share their input's buffer, and inputs, initializers
+ * and views of them are not counted.
+ */
+export function peakLiveBytes(graph: Graph, dims: Record<string, number>): { bytes: number; at: number } {
+  const r = new ShapeResolver(graph, dims);
+  const VIEWS = new Set(["Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten"]);
+  // Every value's buffer: itself, or the buffer it is a view of.
+  const buffer = new Map<string, string>();
+  const sources = new Set([...graph.inputs.map((v) => v.name), ...graph.initializers.map((i) => i.name)]);
+  for (const n of graph.nodes) {
+    const viewOf = VIEWS.has(n.op) ? buffer.get(n.inputs[0]) ?? n.inputs[0] : null;
+    for (const o of n.outputs) buffer.set(o, viewOf ?? o);
+    if ((VIEWS.has(n.op) || n.op === "Transpose") && sources.has(n.inputs[0])) sources.add(n.outputs[0]);
+  }
+  const born = new Map<string, number>(), dies = new Map<string, number>();
+  graph.nodes.forEach((n, i) => {
+    for (const o of n.outputs) if (buffer.get(o) === o && !sources.has(o)) born.set(o, i);
+    for (const x of n.inputs) {
+      const b = buffer.get(x);
+      if (b !== undefined) dies.set(b, Math.max(dies.get(b) ?? i, i));
+    }
+  });
+  const end = graph.nodes.length;
+  for (const o of graph.outputs) {
+    const b = buffer.get(o.name);
+    if (b !== undefined) dies.set(b, end);
+  }
+  const delta = new Float64Array(end + 2);
+  for (const [name, i] of born) {
+    const bytes = r.bytes(name) ?? 0;
+    delta[i] += bytes;
+    delta[(dies.get(name) ?? i) + 1] -= bytes;
+  }
+  let live = 0, peak = 0, at = 0;
+  for (let i = 0; i <= end; i++) {
+    live += delta[i];
+    if (live > peak) [peak, at] = [live, i];
+  }
+  return { bytes: peak, at };
+}

@@ -128,7 +128,9 @@ export function linearCrossEntropy(
       hits.push(g.mul(g.squeeze(g.cast(g.equal(picked, g.scalar(0, f)), f), [0]), ws[i]));
       previous = nlls[i];
       if (!weightT) continue;
-      const c = g.unsqueeze(cs[i], [0]); // [1, R]
+      // After this slice's loss (the gather of the labels' logits would otherwise run at the end of the
+      // step, onnxruntime ordering by a walk from the outputs, and keep the shifted logits until then).
+      const c = tiedAfter(g, g.unsqueeze(cs[i], [0]), nlls[i]); // [1, R]
       const probs = g.mul(exp, g.div(c, sumExp)); // softmax · wᵢ/Σw
       const dLogits = g.op1("ScatterElements", [probs, at, g.neg(c)], { axis: 0, reduction: "add" });
       // d hᵀ = Wᵀ · d logitsᵀ, back to [R, D].

@@ -269,13 +269,13 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
     readonly weights: GraphWeightState,
     readonly options: LmTrainingModelOptions,
     private readonly train: TrainingSession,
-    /** The training graph's activation estimate (whether its layers are recomputed: `memory.plain !== null`). */
+    /** The training graph's activation estimate. */
     readonly memory: ActivationMemory,
   ) {}
 
   /** Whether the backward pass recomputes each layer's activations. */
   get recompute(): boolean {
-    return this.memory.plain !== null;
+    return this.memory.recompute;
   }
 
   /** Activation bytes one run may take (micro-batches are cut to fit). */
@@ -308,19 +308,14 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
       ? await DeviceWeightState.create(layers, stateOpts)
       : new CpuWeightState(layers, stateOpts);
     try {
-      const { config } = source;
       const build = (recompute: boolean) =>
         buildLmTrainingGraph(source, adapters, weights.layout, { dtype: opts.dtype, recompute });
       let built = build(opts.recompute === true);
-      let memory = new ActivationMemory(built.graph, config.vocabSize, config.numLayers);
+      let memory = new ActivationMemory(built.graph, opts.recompute === true);
       const budget = opts.activationBudgetBytes ?? DEFAULT_ACTIVATION_BUDGET;
-      const tooLong = opts.maxLength !== undefined && memory.bytes(1, opts.maxLength) > budget;
-      if (opts.recompute === true || (opts.recompute === undefined && tooLong)) {
-        const plain = opts.recompute === true
-          ? new ActivationMemory(build(false).graph, config.vocabSize, config.numLayers)
-          : memory;
-        if (opts.recompute !== true) built = build(true);
-        memory = new ActivationMemory(built.graph, config.vocabSize, config.numLayers, plain);
+      if (opts.recompute === undefined && opts.maxLength !== undefined && !memory.fits(opts.maxLength, budget)) {
+        built = build(true);
+        memory = new ActivationMemory(built.graph, true);
       }
       const session = await TrainingSession.create(built.graph, built.io, weights, {
         device,
@@ -333,6 +328,11 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
       await weights.release();
       throw e;
     }
+  }
+
+  /** A layer's weight as the checkpoint holds it (the merges' base). */
+  async baseWeight(name: string): Promise<Float32Array> {
+    return (await this.source.read(`${name}.weight`)).slice();
   }
 
   /** Rows per run for a batch: all of them unless their activations would pass the budget. */
