@@ -88,14 +88,41 @@ const straight = () => straightRun ??= run({ ...OPTS, checkpointDir: `${root}/st
 
 type F64 = { data: Float64Array; shape: number[] };
 
+/**
+ * The merged weights a checkpoint holds: its weight-state tensors restored
+ * over the base weights (a merged weight the merge log can rebuild is not
+ * stored; restoring replays its merges).
+ */
+async function checkpointWeights(file: Awaited<ReturnType<typeof openSafetensors>>, deltas: readonly LayerDelta[]) {
+  const base = await openCheckpoint(modelDir);
+  const specs = deltas.map((d) => ({ name: d.name, m: d.m, n: d.n, rank: LORA.rank, scale: LORA.alpha / LORA.rank }));
+  const layers = new Map<string, { m: number; n: number; data: Float32Array }>();
+  for (const d of deltas) layers.set(d.name, { m: d.m, n: d.n, data: (await base.read(`${d.name}.weight`)).slice() });
+  const log = new MergeLog(new CpuWeightState(layers), specs, {
+    base: async (name) => (await base.read(`${name}.weight`)).slice(),
+  });
+  try {
+    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [name, entry] of file.tensors) {
+      if (name.startsWith("weights:")) tensors.set(name.slice(8), { shape: entry.shape, data: await file.read(name) });
+    }
+    await log.restore({ kind: "input", tensors });
+    return new Map(await Promise.all(deltas.map(async (d) => [d.name, await log.dense(d.name)] as const)));
+  } finally {
+    await log.release();
+    base.close();
+  }
+}
+
 /** Effective weights W + s·A·Bᵀ (float64) of every adapter in a checkpoint directory. */
 async function trainedWeights(dir: string, deltas: readonly LayerDelta[]): Promise<Map<string, F64>> {
   const file = await openSafetensors(`${dir}/state.safetensors`);
   try {
     const out = new Map<string, F64>();
     const scale = LORA.alpha / LORA.rank;
+    const merged = await checkpointWeights(file, deltas);
     for (const d of deltas) {
-      const W = await file.read(`weights:weight.${d.name}`);
+      const W = merged.get(d.name)!;
       const A = await file.read(`lora.${d.name}.A`), B = await file.read(`lora.${d.name}.B`);
       const r = A.length / d.m, eff = Float64Array.from(W);
       for (let i = 0; i < d.m; i++) {

@@ -1,7 +1,8 @@
 /**
  * Checkpoint/resume of the full training state: adapter factors, AdamW
  * moments, the weight state's exact tensors (merged weights, or baked
- * weights + pending low-rank merges), the step and the data position. The
+ * weights + pending low-rank merges; with a merge log, merged weights it can
+ * rebuild by replay are left out), the step and the data position. The
  * RNG needs no state of its own: adapter init and every epoch's order derive
  * from (seed, label). Float32 tensors are stored bit-exactly (safetensors F32),
  * so a resumed run reproduces the uninterrupted loss curve exactly.
@@ -14,7 +15,9 @@ import type { Trainer } from "./trainer.ts";
 import type { DataPosition, WeightSnapshot } from "./types.ts";
 
 const FORMAT = "scalora-train-state";
-const VERSION = 1;
+/** 2: the weight state's tensors may leave out merged weights that the merge log rebuilds (merge_log.ts). */
+const VERSION = 2;
+const READABLE = [1, 2];
 const WEIGHTS_PREFIX = "weights:";
 
 interface TrainerJson {
@@ -75,8 +78,8 @@ export async function loadTrainingCheckpoint<B>(trainer: Trainer<B>, dir: string
   } catch (e) {
     throw new CheckpointError(`${dir}: cannot read trainer.json (${e instanceof Error ? e.message : e})`);
   }
-  if (meta.format !== FORMAT || meta.version !== VERSION) {
-    throw new CheckpointError(`${dir}: not a ${FORMAT} v${VERSION} checkpoint`);
+  if (meta.format !== FORMAT || !READABLE.includes(meta.version)) {
+    throw new CheckpointError(`${dir}: not a ${FORMAT} v${READABLE.join("/")} checkpoint`);
   }
   const want = trainer.model.adapters.map(({ name, m, n, rank, scale }) => ({ name, m, n, rank, scale }));
   if (JSON.stringify(want) !== JSON.stringify(meta.adapters)) {

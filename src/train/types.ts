@@ -87,6 +87,12 @@ export interface TrainingModel<Batch> {
   forwardBackward(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<StepResult>;
   /** Forward only (validation loss). */
   evaluate(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<Omit<StepResult, "grads">>;
+  /**
+   * An adapted layer's weight before any merge (a fresh copy), when the model
+   * can read it again: checkpoints then rebuild merged weights by replaying
+   * the merges instead of storing them (merge_log.ts).
+   */
+  baseWeight?(name: string): Promise<Float32Array>;
   release(): Promise<void>;
 }
 
