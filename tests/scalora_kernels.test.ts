@@ -122,6 +122,61 @@ function refStep(
   }
 }
 
+Deno.test("AdamW runFlat (the optimizer's one flat run) computes what run does per tensor, bit for bit", async () => {
+  const rng = new Rng(4, "adamw-flat");
+  const shapes = [{ rows: 6, cols: 3 }, { rows: 4, cols: 3 }, { rows: 5, cols: 2 }];
+  const tensors: AdamWTensor[] = shapes.map(({ rows, cols }) => ({
+    rows,
+    cols,
+    p: randn(rng, rows * cols, 0.1),
+    g: new Float32Array(rows * cols),
+    m: new Float32Array(rows * cols),
+    v: new Float32Array(rows * cols),
+  }));
+  const n = tensors.reduce((s, t) => s + t.p.length, 0);
+  const flat = { p: new Float32Array(n), g: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n) };
+  let at = 0;
+  for (const t of tensors) {
+    flat.p.set(t.p, at);
+    at += t.p.length;
+  }
+  const kernel = new AdamWKernel({ device: "cpu" });
+  try {
+    for (let step = 1; step <= 5; step++) {
+      const hp = { lr: 0.01 * step, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, step, gradScale: 0.5 };
+      const scaled = step === 2 || step === 4;
+      const dp = new Float32Array(n), dg = new Float32Array(n);
+      at = 0;
+      tensors.forEach((t, i) => {
+        randn(rng, t.g.length, 0.05).forEach((x, j) => t.g[j] = x);
+        flat.g.set(t.g, at);
+        // The last tensor unscaled on a scaling step, as a layer ScaLoRA skips.
+        const cols = (x: number) => Float32Array.from({ length: t.cols }, (_, c) => x + 0.25 * c);
+        t.paramScale = scaled && i < 2 ? cols(0.5 + i) : undefined;
+        t.momentScale = scaled && i < 2 ? cols(1.5 - i) : undefined;
+        for (let r = 0; r < t.rows; r++) {
+          for (let c = 0; c < t.cols; c++) {
+            dp[at + r * t.cols + c] = t.paramScale?.[c] ?? 1;
+            dg[at + r * t.cols + c] = t.momentScale?.[c] ?? 1;
+          }
+        }
+        at += t.p.length;
+      });
+      await kernel.run(tensors, hp);
+      await kernel.runFlat({ ...flat, ...(scaled ? { paramScale: dp, momentScale: dg } : {}) }, hp);
+      at = 0;
+      for (const t of tensors) {
+        for (const k of ["p", "m", "v"] as const) {
+          assert.deepEqual(flat[k].slice(at, at + t.p.length), t[k], `${k} step ${step}`);
+        }
+        at += t.p.length;
+      }
+    }
+  } finally {
+    await kernel.release();
+  }
+});
+
 Deno.test("AdamW run: bias correction, decoupled weight decay, grad scale, column rescale and crossed moments", async () => {
   const rng = new Rng(3, "adamw");
   const shapes = [{ rows: 6, cols: 3 }, { rows: 4, cols: 3 }];

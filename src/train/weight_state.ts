@@ -63,12 +63,16 @@ abstract class BaseWeightState {
       if (l.data.length !== l.m * l.n) throw new WeightStateError(`${name}: ${l.data.length} values for ${l.m}x${l.n}`);
     }
     this.layers = new Map([...layers].map(([name, l]) => [name, { ...l }]));
-    // No arena: a merge's outputs (up to the kernel's 256 MiB per run) would stay reserved between events.
+    // No arena (a merge's outputs would stay reserved between events), and runs of at most 64 MiB of
+    // output: onnxruntime-node copies every output into a fresh JS buffer, garbage once copied into the
+    // state's W, so a merge of a 135M model's 425 MB of adapted weights would otherwise hold ~0.5 GB
+    // more until the next collection.
     this.merger = new MergeKernel({
       device: opts.device ?? "cpu",
       threads: opts.threads,
       profilePrefix: opts.profilePrefix,
       cpuMemArena: false,
+      maxOutputBytes: 64 * 2 ** 20,
     });
   }
 
