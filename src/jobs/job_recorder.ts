@@ -24,6 +24,8 @@ export interface RecorderDeps {
   log: (message: string) => void;
   /** A shared artifact store: each checkpoint's trainer state is uploaded before the checkpoint is recorded. */
   checkpoints?: CheckpointStore;
+  /** Clock for `estimated_finish` (ms since the epoch); default Date.now. */
+  now?: () => number;
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -128,7 +130,7 @@ export class RunRecorder {
   }
 
   #timeStep(step: number, total: number): void {
-    const at = Date.now();
+    const at = (this.deps.now ?? Date.now)();
     this.#first ??= { step, at };
     this.#last = { step, total, at };
   }
