@@ -47,9 +47,9 @@ import { loadModel } from "../src/serve/load_model.ts";
 import type { StepMetrics } from "../src/serve/scheduler.ts";
 import { collate } from "../src/train/batching.ts";
 import { initAdapterFactors, LmTrainingModel } from "../src/train/lm_training_graph.ts";
-import { Trainer, type TrainerConfig } from "../src/train/trainer.ts";
+import { Trainer } from "../src/train/trainer.ts";
 import { benchModel } from "./bench_model.ts";
-import { FixedBatch } from "./fixed_batch.ts";
+import { benchTrainerConfig, FixedBatch } from "./fixed_batch.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -212,17 +212,7 @@ async function benchTrain(modelDir: string, device: Device, shape: { rows: numbe
   const t0 = performance.now();
   const model = await LmTrainingModel.create(ckpt, { rank: 8, alpha: 16 }, { device, threads });
   const setupS = (performance.now() - t0) / 1000;
-  const config: TrainerConfig = {
-    mode: "lora",
-    interval: 1,
-    lipschitz: { kind: "auto" },
-    optimizer: { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
-    schedule: { decay: "constant", warmupSteps: 0, totalSteps: 1000 },
-    maxGradNorm: 1,
-    accumulationSteps: 1,
-    seed: 0,
-    init: { kind: "kaiming-uniform" },
-  };
+  const config = benchTrainerConfig("lora", 1);
   const trainer = new Trainer(model, new FixedBatch(batch), config, {
     device,
     threads,

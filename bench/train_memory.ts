@@ -23,6 +23,7 @@ import { initAdapterFactors, LmTrainingModel } from "../src/train/lm_training_gr
 import { RecordingModel } from "../src/train/merge_log.ts";
 import { Trainer } from "../src/train/trainer.ts";
 import { benchModel } from "./bench_model.ts";
+import { benchTrainerConfig, FixedBatch } from "./fixed_batch.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -66,21 +67,11 @@ const batch = collate(
 // does real work, as it would ten steps into a job.
 const factors = initAdapterFactors(model.adapters, 0);
 for (const f of factors.values()) new Rng(2, "A").fillNormal(f.A, 0.01);
-const trainer = new Trainer(model, {
-  next: () => batch,
-  position: () => ({ epoch: 0, index: 0 }),
-  seek: () => {},
-}, {
-  mode: "scalora",
-  interval: 10,
-  lipschitz: { kind: "auto" },
-  optimizer: { lr: 2e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
-  schedule: { decay: "constant", warmupSteps: 0, totalSteps: 1000 },
-  maxGradNorm: 1,
-  accumulationSteps: 1,
-  seed: 0,
-  init: { kind: "kaiming-uniform" },
-}, { device: "cpu", threads, initialFactors: factors });
+const trainer = new Trainer(model, new FixedBatch(batch), benchTrainerConfig("scalora", 10, 2e-4), {
+  device: "cpu",
+  threads,
+  initialFactors: factors,
+});
 trainer.setStep(11 - steps);
 const stepS: number[] = [];
 let last = { loss: 0, count: 0 };

@@ -50,13 +50,13 @@ import { graphCost, type MatMulCost } from "../src/onnx/graph_cost.ts";
 import { lmGraphDims } from "../src/train/activation_memory.ts";
 import { DEVICES } from "../src/runtime/device.ts";
 import type { Device } from "../src/runtime/session.ts";
-import { collate, type LmBatch } from "../src/train/batching.ts";
+import { collate } from "../src/train/batching.ts";
 import { buildLmTrainingGraph, initAdapterFactors, LmTrainingModel } from "../src/train/lm_training_graph.ts";
 import { RecordingModel } from "../src/train/merge_log.ts";
 import { saveTrainingCheckpoint } from "../src/train/train_checkpoint.ts";
-import { type StepReport, Trainer, type TrainerConfig, type TrainMode } from "../src/train/trainer.ts";
-import type { BatchSource, DataPosition } from "../src/train/types.ts";
+import { type StepReport, Trainer } from "../src/train/trainer.ts";
 import { benchModel } from "./bench_model.ts";
+import { benchTrainerConfig, FixedBatch } from "./fixed_batch.ts";
 import { type LimitRound, MatMulLimit } from "./matmul_limit.ts";
 import { type GraphRunPhases, graphRunPhases, modelRuns, readProfileEvents } from "./step_profile.ts";
 
@@ -93,22 +93,6 @@ const loadStart = loadAverage();
 
 const { modelDir } = await benchModel("smollm2-135m");
 
-/** The same batch forever: every step costs the same. */
-class FixedBatch implements BatchSource<LmBatch> {
-  #i = 0;
-  constructor(readonly batch: LmBatch) {}
-  next(): LmBatch {
-    this.#i++;
-    return this.batch;
-  }
-  position(): DataPosition {
-    return { epoch: 0, index: this.#i };
-  }
-  seek(p: DataPosition): void {
-    this.#i = p.index;
-  }
-}
-
 const rng = new Rng(1, "bench/train_step");
 const rows = Array.from({ length: batchSize }, () => Array.from({ length: seqLen }, () => rng.nextInt(256)));
 const batch = collate(rows.map((ids) => ({ inputIds: ids, labels: ids })), { padTokenId: 0 });
@@ -144,17 +128,6 @@ for (const c of cost.matmuls) flopsByKind[kindOf(c)] = (flopsByKind[kindOf(c)] ?
 const limit = new MatMulLimit(cost.matmuls, { device, threads });
 log(`limit: ${limit.shapes.length} product shapes (${(limit.coverage * 100).toFixed(1)}% of the step's flops)`);
 
-const config = (mode: TrainMode, interval: number): TrainerConfig => ({
-  mode,
-  interval,
-  lipschitz: { kind: "auto" },
-  optimizer: { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
-  schedule: { decay: "constant", warmupSteps: 0, totalSteps: 1000 },
-  maxGradNorm: 1,
-  accumulationSteps: 1,
-  seed: 0,
-  init: { kind: "kaiming-uniform" },
-});
 const METHODS = [
   { key: "lora", mode: "lora" as const, interval: 1 },
   { key: "scalora_i10", mode: "scalora" as const, interval: I10 },
@@ -162,7 +135,7 @@ const METHODS = [
 ];
 const runs = METHODS.map((r) => ({
   ...r,
-  trainer: new Trainer(model, new FixedBatch(batch), config(r.mode, r.interval), {
+  trainer: new Trainer(model, new FixedBatch(batch), benchTrainerConfig(r.mode, r.interval), {
     device,
     threads,
     initialFactors: initial,
@@ -422,7 +395,7 @@ async function profiledSteps(): Promise<
   const pmodel = new RecordingModel(plm, { device, threads });
   const keys = ["lora", "scalora"] as const;
   const trainers = keys.map((key) =>
-    new Trainer(pmodel, new FixedBatch(batch), config(key, 1), {
+    new Trainer(pmodel, new FixedBatch(batch), benchTrainerConfig(key, 1), {
       device,
       threads,
       initialFactors: initial,
