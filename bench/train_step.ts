@@ -333,7 +333,7 @@ const result = {
     scaling_events: checkpointEvents,
     projected_bytes_same_events: projectedCheckpointSize(checkpointEvents),
     what: "ScaLoRA (I = 1) job checkpoint after the bench's steps, vs dense merged weights + adapters + moments",
-    default_job_projection: Object.fromEntries([100, 300, 1000].map((steps) => {
+    default_job_projection: Object.fromEntries([100, 300, 1000, 3000].map((steps) => {
       const events = Math.floor((steps - 1) / I10);
       return [`${steps}_steps`, {
         scaling_events: events,
@@ -456,17 +456,21 @@ function denseCheckpointSize(): number {
 /**
  * Checkpoint bytes of a job after `events` scaling events (every layer merged
  * r columns each), from the format's rule (merge_log.ts): a layer is stored
- * as its merges while (m + n)·k ≤ m·n (A, B, c and three floats per merge),
- * else as its dense weight and folded delta (and the merges since the fold);
- * plus A, B and their Adam moments. Tensor headers not counted.
+ * as its merges (A, B, c and three floats per merge) until they take more
+ * floats than its weight ((m + n)·k > m·n), then as D = W − W₀ plus the
+ * merges since, folded again at a quarter of m·n; plus A, B and their Adam
+ * moments. D's fixups (entries where W₀ + D misses W by rounding: a few per
+ * thousand for fine-tuning-sized changes) and tensor headers not counted.
  */
 function projectedCheckpointSize(events: number): number {
   return model.adapters.reduce((s, a) => {
-    const k = a.rank * events, fold = Math.floor((a.m * a.n) / (a.m + a.n) / a.rank) * a.rank;
-    const kept = k <= fold ? k : k % (fold + a.rank);
+    let kept = 0, folded = false;
+    for (let e = 0; e < events; e++) {
+      kept += a.rank;
+      if ((a.m + a.n) * kept > (folded ? 0.25 : 1) * a.m * a.n) [kept, folded] = [0, true];
+    }
     const log = (a.m + a.n + 1) * kept + 3 * (kept / a.rank);
-    const weights = k <= fold ? 0 : 2 * a.m * a.n;
-    return s + 4 * (log + weights + 3 * a.rank * (a.m + a.n));
+    return s + 4 * (log + (folded ? a.m * a.n : 0) + 3 * a.rank * (a.m + a.n));
   }, 0);
 }
 

@@ -1,9 +1,11 @@
 /**
  * Compact snapshots of src/train/merge_log.ts: with the base weights at hand,
  * a layer whose merges take fewer floats than its weight is stored as its
- * merges and rebuilt by replay — bit for bit the weight the run held — while a
- * layer whose log was folded keeps its dense weight; format-1 snapshots (dense
- * weights, folded terms) still restore.
+ * merges and rebuilt by replay — bit for bit the weight the run held — and a
+ * layer whose log was folded as D = fl(W − W₀) plus the entries where
+ * fl(W₀ + D) is not W (fixups) and the merges since; without base weights a
+ * folded layer keeps its dense weight; format-1 snapshots (dense weights,
+ * folded terms) still restore.
  */
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
@@ -33,7 +35,7 @@ function merges(seed: number, count: number) {
     })));
 }
 
-Deno.test("merge log snapshot: replayable weights left out, rebuilt bit for bit; folded layers keep their weight", async () => {
+Deno.test("merge log snapshot: weights left out, rebuilt bit for bit from merges or from D and its fixups", async () => {
   const events = merges(2, 5);
   const a = new MergeLog(new CpuWeightState(layers()), SPECS, { base: baseOf });
   const b = new MergeLog(new CpuWeightState(layers()), SPECS, { base: baseOf });
@@ -43,13 +45,19 @@ Deno.test("merge log snapshot: replayable weights left out, rebuilt bit for bit;
       await a.mergeLowRankMany(ev);
       await dense.mergeLowRankMany(ev);
     }
-    assert.deepEqual(a.stats("small"), { k: 2, dense: true });
+    // small folded at k = 6 (> 5.45); since then it refolds once (m + n)·k > m·n / 4, i.e. every merge.
+    assert.deepEqual(a.stats("small"), { k: 0, dense: true });
     assert.deepEqual(a.stats("big"), { k: 8, dense: false });
     const snap = await a.snapshot();
     assert.ok(!snap.tensors.has("weight.big"), "the replayable weight is left out");
-    assert.ok(snap.tensors.has("weight.small"), "the folded layer keeps its weight");
+    assert.ok(!snap.tensors.has("weight.small"), "the folded weight is left out too");
+    assert.equal(snap.tensors.get("mergelog.small.replayed")!.data[0], 2, "rebuilt from D");
+    // Merges as large as the weights: fl(W₀ + fl(W − W₀)) misses W in a few places, kept exactly.
+    const fixups = snap.tensors.get("mergelog.small.fix_value")?.data.length ?? 0;
+    assert.ok(fixups > 0 && fixups < 12 * 10 / 2, `fixups: ${fixups}`);
+    assert.ok(snap.tensors.has("weight.small") === false && (await dense.snapshot()).tensors.has("weight.small"));
     const bytes = (s: typeof snap) => [...s.tensors.values()].reduce((n, t) => n + t.data.length * 4, 0);
-    assert.ok(bytes(snap) < bytes(await dense.snapshot()) - 40 * 30 * 4 * 0.9);
+    assert.ok(bytes(snap) < bytes(await dense.snapshot()) - 40 * 30 * 4 * 0.9 - 12 * 10 * 4 * 0.5);
 
     // b has merged something else first: restore resets it to the base and replays.
     await b.mergeLowRankMany(merges(9, 1)[0]);

@@ -11,6 +11,8 @@ import assert from "node:assert/strict";
 import { Rng } from "../src/model/rng.ts";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { fineTune, FineTuneAborted, type FineTuneOptions } from "../src/train/fine_tune.ts";
+import { deltasOf, MergeLog } from "../src/train/merge_log.ts";
+import { DeviceWeightState } from "../src/train/weight_state.ts";
 import { deltaDifference } from "./helpers/fine_tuning.ts";
 import { openRegistryFixture, randomDeltas, type RegistryFixture } from "./helpers/registry_fixtures.ts";
 import { webgpuTest } from "./helpers/webgpu.ts";
@@ -107,6 +109,45 @@ webgpuTest(
     }
   },
 );
+
+webgpuTest("device weights: a folded layer's snapshot is D + fixups, rebuilt bit for bit on the device", async () => {
+  const spec = { name: "w", m: 12, n: 10, rank: 2, scale: 1.5 };
+  const base = new Rng(1, "device-fold/base").fillNormal(new Float32Array(spec.m * spec.n));
+  const make = async () => {
+    const state = await DeviceWeightState.create(new Map([["w", { m: spec.m, n: spec.n, data: base.slice() }]]));
+    return new MergeLog(state, [spec], { base: () => Promise.resolve(base.slice()) });
+  };
+  const rng = new Rng(2, "device-fold/merges");
+  const merges = Array.from({ length: 8 }, () => [{
+    name: "w",
+    U: rng.fillNormal(new Float32Array(spec.m * 2)),
+    V: rng.fillNormal(new Float32Array(spec.n * 2)),
+    k: 2,
+    c: rng.fillNormal(new Float32Array(2)),
+    scale: spec.scale,
+  }]);
+  const zero = new Map([["w", { A: new Float32Array(spec.m * 2), B: new Float32Array(spec.n * 2) }]]);
+  const a = await make(), b = await make();
+  try {
+    for (const mg of merges.slice(0, 5)) await a.mergeLowRankMany(mg);
+    assert.equal(a.stats("w").dense, true, "folded from the device weight");
+    const snap = await a.snapshot();
+    assert.ok(!snap.tensors.has("weight.w") && snap.tensors.get("mergelog.w.replayed")!.data[0] === 2);
+    await b.restore(snap);
+    assert.deepEqual(await b.dense("w"), await a.dense("w"));
+    for (const mg of merges.slice(5)) {
+      await a.mergeLowRankMany(mg);
+      await b.mergeLowRankMany(mg);
+    }
+    assert.deepEqual(await b.dense("w"), await a.dense("w"));
+    assert.deepEqual(deltasOf(b.view(), [spec], zero), deltasOf(a.view(), [spec], zero));
+  } finally {
+    for (const log of [a, b]) {
+      await log.release();
+      await (log.inner as DeviceWeightState).release();
+    }
+  }
+});
 
 webgpuTest("a version hot-swaps in and rolls back on a WebGPU engine, serving what the CPU serves", async () => {
   const prompt = [84, 104, 101, 32, 99, 97, 116];

@@ -15,9 +15,16 @@
  * the model's.
  *
  * Memory stays bounded: once a layer's logged columns take more floats than
- * its dense delta ((m + n)·k > m·n), they are folded into a dense part D
- * (Merge kernel), exported as one exact term of rank min(m, n) (D·I or I·Dᵀ);
- * from then on its snapshot holds its dense weight again.
+ * its dense delta ((m + n)·k > m·n), they are folded into a dense part D,
+ * exported as one exact term of rank min(m, n) (D·I or I·Dᵀ). With the base
+ * weights, D is the held weight's own difference from the base,
+ * D = fl(W − W₀), and the few entries where fl(W₀ + D) is not W bit for bit
+ * are kept beside it (fixups): the snapshot then holds D, the fixups and the
+ * merges since the fold instead of the weight, and restore rebuilds W from
+ * W₀ + D and replays the rest. Such a layer folds again once its new merges
+ * take a quarter of its dense size, so its snapshot stays within ~1.25 dense
+ * matrices. Without the base weights the merges are summed into D (Merge
+ * kernel) and the snapshot holds the dense weight as well.
  */
 import { MergeKernel } from "../../kernels/merge.ts";
 import type { LayerDelta, LowRankTerm } from "./layer_delta.ts";
@@ -45,8 +52,16 @@ const names = {
   s: (layer: string) => `${PREFIX}${layer}.s`,
   k: (layer: string) => `${PREFIX}${layer}.k`,
   event: (layer: string) => `${PREFIX}${layer}.event`,
-  /** [1]: 1 when the snapshot rebuilds this layer's weight from the base by replay (its weight left out). */
+  /**
+   * [1]: the snapshot leaves this layer's weight out and rebuilds it: 1 from the base weight, 2 from the base
+   * weight + D and its fixups; then replays the merges. 0: the weight is in the snapshot.
+   */
   replayed: (layer: string) => `${PREFIX}${layer}.replayed`,
+  /** [1]: 2 when D is fl(W − W₀) at the last fold (with fixups), so W can be rebuilt from it; absent or 0: a sum of merges. */
+  origin: (layer: string) => `${PREFIX}${layer}.origin`,
+  /** [2, F]: fixup positions as (⌊i / 65536⌋, i mod 65536), exact in float32; [F]: the weight's values there. */
+  fixIndex: (layer: string) => `${PREFIX}${layer}.fix_index`,
+  fixValue: (layer: string) => `${PREFIX}${layer}.fix_value`,
   /** [1]: merge events so far. */
   events: `${PREFIX}events`,
 };
@@ -69,18 +84,31 @@ interface LoggedMerge {
   event: number;
 }
 
+/** The weight at a fold where fl(W₀ + D) differs from it: positions and exact values. */
+interface Fixups {
+  index: Uint32Array;
+  value: Float32Array;
+}
+
+/**
+ * Where replaying a layer's `merges` starts: the base weight (nothing folded), the base weight + D (+ fixups:
+ * D came from the weight itself), or nowhere (D is a sum of merges: the weight must be stored).
+ */
+type ReplayStart = "base" | "dense" | null;
+
 /** One layer's recorded merges; merges and D are never mutated once stored (views may share them). */
 interface LayerLog {
   m: number;
   n: number;
-  /** Folded merges (m x n, row-major), or null while none were folded. */
+  /** W − W_base up to the last fold (m x n, row-major), or null while none were folded. */
   dense: Float32Array | null;
+  /** With a D taken from the weight: where fl(W₀ + D) is not the weight at that fold. */
+  fixups: Fixups | null;
   /** Merges since the last fold, in order. */
   merges: LoggedMerge[];
   /** Columns in `merges`. */
   k: number;
-  /** `merges` are every merge since the base weights (nothing folded): replaying them rebuilds the weight. */
-  replayable: boolean;
+  start: ReplayStart;
 }
 
 /** An immutable view of the log at one point (plus the adapter then), turned into deltas on demand. */
@@ -109,7 +137,7 @@ export class MergeLog implements WeightState {
 
   constructor(readonly inner: WeightState, adapters: readonly AdapterSpec[], opts: MergeLogOptions = {}) {
     for (const a of adapters) {
-      this.#layers.set(a.name, { m: a.m, n: a.n, dense: null, merges: [], k: 0, replayable: true });
+      this.#layers.set(a.name, { m: a.m, n: a.n, dense: null, fixups: null, merges: [], k: 0, start: "base" });
     }
     this.#kernel = new MergeKernel({
       device: opts.device ?? "cpu",
@@ -171,13 +199,27 @@ export class MergeLog implements WeightState {
     const compact = this.#base !== null && snap.kind === "input";
     for (const [name, log] of this.#layers) {
       if (tensors.has(names.A(name))) throw new MergeLogError(`weight state already has a "${names.A(name)}" tensor`);
-      const replayed = compact && log.replayable && tensors.has(weightName(name));
+      const replayed = compact && log.start !== null && tensors.has(weightName(name));
       if (replayed) tensors.delete(weightName(name));
       for (const [key, t] of Object.entries(logTensors(log)) as [LogKey, SnapshotTensor][]) {
         tensors.set(names[key](name), t);
       }
-      tensors.set(names.replayed(name), { shape: [1], data: Float32Array.of(replayed ? 1 : 0) });
+      const code = !replayed ? 0 : log.start === "base" ? 1 : 2;
+      tensors.set(names.replayed(name), { shape: [1], data: Float32Array.of(code) });
       if (log.dense) tensors.set(names.D(name), { shape: [log.m, log.n], data: log.dense.slice() });
+      if (log.start === "dense") {
+        tensors.set(names.origin(name), { shape: [1], data: Float32Array.of(2) });
+        const f = log.fixups!, count = f.value.length;
+        if (count > 0) {
+          const index = new Float32Array(2 * count);
+          f.index.forEach((i, j) => {
+            index[j] = Math.floor(i / 65536);
+            index[count + j] = i % 65536;
+          });
+          tensors.set(names.fixIndex(name), { shape: [2, count], data: index });
+          tensors.set(names.fixValue(name), { shape: [count], data: f.value.slice() });
+        }
+      }
     }
     tensors.set(names.events, { shape: [1], data: Float32Array.of(this.#events) });
     return { kind: snap.kind, tensors };
@@ -197,10 +239,13 @@ export class MergeLog implements WeightState {
       throw new MergeLogError(`snapshot leaves out weights to be rebuilt by replay, but no base weights were given`);
     }
     for (const name of replay) {
-      const { m, n } = next.get(name)!;
-      const W = await this.#base!(name);
-      if (W.length !== m * n) throw new MergeLogError(`base weight of "${name}" does not match ${m}x${n}`);
-      inner.set(weightName(name), { shape: [m, n], data: W });
+      const log = next.get(name)!;
+      const W0 = await this.#base!(name);
+      if (W0.length !== log.m * log.n) {
+        throw new MergeLogError(`base weight of "${name}" does not match ${log.m}x${log.n}`);
+      }
+      const W = log.start === "dense" ? weightAtFold(W0, log.dense!, log.fixups!) : W0;
+      inner.set(weightName(name), { shape: [log.m, log.n], data: W });
     }
     await this.inner.restore({ kind: snapshot.kind, tensors: inner });
     // Replay: the same mergeLowRankMany calls, in order, on the restored base weights.
@@ -244,13 +289,25 @@ export class MergeLog implements WeightState {
     return log;
   }
 
-  /** Folds the logs of `touched` layers that outgrew their dense size into D (one kernel run). */
+  /**
+   * Folds the logs of `touched` layers that outgrew their dense size (a quarter of it once D comes from the
+   * weight): with the base weights, D = the weight's difference from the base; else the merges summed into D
+   * (one kernel run).
+   */
   async #compact(touched: readonly string[]): Promise<void> {
     const due = [...new Set(touched)].filter((name) => {
       const l = this.#layers.get(name)!;
-      return (l.m + l.n) * l.k > l.m * l.n;
+      return (l.m + l.n) * l.k > (l.start === "dense" ? REFOLD_SHARE : 1) * l.m * l.n;
     });
     if (due.length === 0) return;
+    if (this.#base) {
+      for (const name of due) {
+        const l = this.#layers.get(name)!;
+        const { dense, fixups } = foldWeight(await this.inner.dense(name), await this.#base(name));
+        this.#layers.set(name, { ...l, dense, fixups, merges: [], k: 0, start: "dense" });
+      }
+      return;
+    }
     const inputs = due.map((name) => {
       const l = this.#layers.get(name)!;
       const { U, V } = concatTerms(l.merges.map((mg) => foldTerm(l, mg)), l.m, l.n);
@@ -259,7 +316,7 @@ export class MergeLog implements WeightState {
     const folded = await this.#kernel.run(inputs);
     due.forEach((name, i) => {
       // A new buffer, not an in-place update: views taken earlier keep the old D.
-      this.#layers.set(name, { ...this.#layers.get(name)!, dense: folded[i], merges: [], k: 0, replayable: false });
+      this.#layers.set(name, { ...this.#layers.get(name)!, dense: folded[i], merges: [], k: 0, start: null });
     });
   }
 }
@@ -306,7 +363,7 @@ function readLog(snapshot: WeightSnapshot, name: string, m: number, n: number): 
       throw new MergeLogError(`snapshot merge log of "${name}" does not match ${m}x${n}`);
     }
     const merges = k > 0 ? [{ A: U.data.slice(), B: V.data.slice(), c: null, s: 1, k, event: 0 }] : [];
-    return { log: { m, n, dense, merges, k, replayable: false }, replayed: false };
+    return { log: { m, n, dense, fixups: null, merges, k, start: null }, replayed: false };
   }
   const B = get(names.B(name)), c = get(names.c(name)), s = get(names.s(name)), ks = get(names.k(name));
   const events = get(names.event(name)), replayed = get(names.replayed(name));
@@ -333,11 +390,61 @@ function readLog(snapshot: WeightSnapshot, name: string, m: number, n: number): 
     });
     col += k;
   });
-  const rebuild = (replayed?.data[0] ?? 0) === 1;
-  if (rebuild && snapshot.tensors.has(weightName(name))) {
+  const fromWeight = (get(names.origin(name))?.data[0] ?? 0) === 2;
+  if (fromWeight && !dense) throw new MergeLogError(`snapshot merge log of "${name}" has no D to rebuild from`);
+  const start: ReplayStart = fromWeight ? "dense" : dense === null ? "base" : null;
+  const fixups = fromWeight ? readFixups(get(names.fixIndex(name)), get(names.fixValue(name)), m * n, name) : null;
+  const code = replayed?.data[0] ?? 0;
+  if (code !== 0 && code !== (start === "base" ? 1 : start === "dense" ? 2 : -1)) {
+    throw new MergeLogError(`snapshot merge log of "${name}": cannot rebuild its weight (replayed = ${code})`);
+  }
+  if (code !== 0 && snapshot.tensors.has(weightName(name))) {
     throw new MergeLogError(`snapshot both holds and replays the weight of "${name}"`);
   }
-  return { log: { m, n, dense, merges, k: K, replayable: dense === null }, replayed: rebuild };
+  return { log: { m, n, dense, fixups, merges, k: K, start }, replayed: code !== 0 };
+}
+
+function readFixups(
+  index: SnapshotTensor | undefined,
+  value: SnapshotTensor | undefined,
+  size: number,
+  name: string,
+): Fixups {
+  if (!index && !value) return { index: new Uint32Array(0), value: new Float32Array(0) };
+  const count = value?.data.length ?? -1;
+  if (!index || !value || index.data.length !== 2 * count) {
+    throw new MergeLogError(`snapshot fixups of "${name}" are incomplete`);
+  }
+  const at = new Uint32Array(count);
+  for (let j = 0; j < count; j++) {
+    const i = index.data[j] * 65536 + index.data[count + j];
+    if (!(Number.isInteger(i) && i >= 0 && i < size)) {
+      throw new MergeLogError(`snapshot fixups of "${name}": bad index`);
+    }
+    at[j] = i;
+  }
+  return { index: at, value: value.data.slice() };
+}
+
+/** After a fold from the weight, new merges fold again once they take this share of the dense size. */
+const REFOLD_SHARE = 0.25;
+
+/** fl(W₀ + D) with the fixups applied: the weight at the fold, bit for bit. */
+function weightAtFold(W0: Float32Array, D: Float32Array, fixups: Fixups): Float32Array {
+  const W = new Float32Array(W0.length);
+  for (let i = 0; i < W.length; i++) W[i] = W0[i] + D[i];
+  fixups.index.forEach((i, j) => W[i] = fixups.value[j]);
+  return W;
+}
+
+/** D = fl(W − W₀) and the entries where fl(W₀ + D) is not W (compared bit for bit, −0 included). */
+function foldWeight(W: Float32Array, W0: Float32Array): { dense: Float32Array; fixups: Fixups } {
+  const D = new Float32Array(W.length);
+  for (let i = 0; i < D.length; i++) D[i] = W[i] - W0[i];
+  const rebuilt = weightAtFold(W0, D, { index: new Uint32Array(0), value: new Float32Array(0) });
+  const at: number[] = [];
+  for (let i = 0; i < W.length; i++) if (!Object.is(rebuilt[i], W[i])) at.push(i);
+  return { dense: D, fixups: { index: Uint32Array.from(at), value: Float32Array.from(at, (i) => W[i]) } };
 }
 
 /** s·A·diag(c) (a copy) and B: the merge as a low-rank term of the delta. */

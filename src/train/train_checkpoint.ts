@@ -2,7 +2,7 @@
  * Checkpoint/resume of the full training state: adapter factors, AdamW
  * moments, the weight state's exact tensors (merged weights, or baked
  * weights + pending low-rank merges; with a merge log, merged weights it can
- * rebuild by replay are left out), the step and the data position. The
+ * rebuild from the base weights are left out), the step and the data position. The
  * RNG needs no state of its own: adapter init and every epoch's order derive
  * from (seed, label). Float32 tensors are stored bit-exactly (safetensors F32),
  * so a resumed run reproduces the uninterrupted loss curve exactly.
@@ -15,9 +15,12 @@ import type { Trainer } from "./trainer.ts";
 import type { DataPosition, WeightSnapshot } from "./types.ts";
 
 const FORMAT = "scalora-train-state";
-/** 2: the weight state's tensors may leave out merged weights that the merge log rebuilds (merge_log.ts). */
-const VERSION = 2;
-const READABLE = [1, 2];
+/**
+ * 2: the weight state's tensors may leave out merged weights that the merge log rebuilds (merge_log.ts).
+ * 3: also the weights of folded layers, rebuilt from the base + D (+ fixups) and the merges since.
+ */
+const VERSION = 3;
+const READABLE = [1, 2, 3];
 const WEIGHTS_PREFIX = "weights:";
 
 interface TrainerJson {
