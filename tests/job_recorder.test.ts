@@ -1,3 +1,4 @@
+import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import { RunRecorder } from "../src/jobs/job_recorder.ts";
 import type { JobJournal } from "../src/jobs/job_events.ts";
