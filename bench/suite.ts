@@ -1,12 +1,13 @@
 /**
  * deno task bench:suite [--json] [--quick] [--split design|held-out|all] [--tasks id,id] [--methods m,m]
  *   [--no-grid] [--lipschitz auto|<L>|<json rule>] [--threads N] [--out DIR] [--merge] [--reuse-lora FILE]
+ *   [--seed N]
  *
  * The ScaLoRA task suite (bench/tasks/tasks.ts): for every task, LoRA's best
  * learning rate from its grid first (extended while the best is at an edge),
  * then at that lr LoRA(r), LoRA(4r) (the capacity reference, same s),
  * ScaLoRA(r) (I = 1) and ScaLoRA-I(10)(r), every one through fineTune() with
- * every other default, the same seed (adapter init, batch order) and the
+ * every other default, the same seed (adapter init, batch order; --seed, default 0) and the
  * training file as validation file: the loss is the memorisation objective,
  * the mean token cross-entropy over the whole training set, evaluated 20
  * times per run.
@@ -49,6 +50,7 @@ const { values } = parseArgs({
     out: { type: "string", default: "bench/results" },
     merge: { type: "boolean", default: false },
     "reuse-lora": { type: "string" },
+    seed: { type: "string", default: "0" },
     "models-dir": { type: "string", default: "./data/bench/suite/models" },
   },
 });
@@ -81,7 +83,7 @@ function parseLipschitz(v: string): FineTuneOptions["lipschitz"] {
 }
 
 const log = (s: string) => console.error(s);
-const reused: { tasks: TaskResult[] } | null = values["reuse-lora"]
+const reused: { seed?: number; tasks: TaskResult[] } | null = values["reuse-lora"]
   ? JSON.parse(await Deno.readTextFile(values["reuse-lora"]))
   : null;
 
@@ -145,7 +147,7 @@ async function runOne(
       schedule: task.schedule,
       warmupRatio: task.warmupRatio,
       maxLength: task.maxLength,
-      seed: 0,
+      seed: Number(values.seed),
       checkpointDir,
       checkpointEvery: 0,
       evalEvery,
@@ -222,7 +224,9 @@ async function runTask(task: SuiteTask): Promise<TaskResult> {
   const runs: Partial<Record<MethodKey, RunResult>> = {};
   let lr = task.lr, lrGrid: Record<string, number> | null = null;
   // LoRA's runs do not depend on the L rule: an earlier full run's grid and capacity reference can be reused.
-  const old = reused?.tasks.find((t) => t.id === task.id && t.examples === examples);
+  const old = reused?.tasks.find((t) =>
+    t.id === task.id && t.examples === examples && (reused.seed ?? 0) === Number(values.seed)
+  );
   if (old?.runs.lora && old.lrGrid) {
     lr = old.lr;
     lrGrid = old.lrGrid;
@@ -335,6 +339,7 @@ const json = {
   methods,
   device: "cpu",
   threads,
+  seed: Number(values.seed),
   note: "final loss = mean token CE over the training set (memorisation); ratio = method / LoRA(r) at LoRA's best lr",
   wall_s: round((performance.now() - wall) / 1000),
   aggregate: {

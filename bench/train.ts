@@ -18,8 +18,8 @@
  * s = 2) with 600 facts and 200 epochs, where LoRA is clearly capacity-bound.
  * ScaLoRA's L: the auto rule with factorScale 0.5 (rescaled factors' RMS =
  * half of B's init RMS), the best of {0.16, 0.3, 0.5, 1} on this task; the
- * rule's default (DEFAULT_FACTOR_SCALE = 0.4 in src/train/lipschitz.ts, the
- * value that works untuned on both benchmark tasks) is also run and reported
+ * default rule (`lipschitz: "auto"`: keep q = 0.99 of the adapter's column
+ * magnitude per step, src/train/lipschitz.ts) is also run and reported
  * (`*_default_l`).
  *
  * Loss = mean token cross-entropy over the whole training set (the

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import type { ScalingGrams } from "../kernels/scaling_grams.ts";
 import { Rng } from "../src/model/rng.ts";
-import { DEFAULT_KEEP, keptShare, lEtaS2, type LipschitzRule } from "../src/train/lipschitz.ts";
+import { appliedScales, DEFAULT_KEEP, keptShare, lEtaS2, type LipschitzRule } from "../src/train/lipschitz.ts";
 import { columnScales, solveScaling } from "../src/train/scalora.ts";
 
 interface Layer {
@@ -96,7 +96,7 @@ function rescale(
     solution,
     grams,
   });
-  const { alpha, beta } = columnScales(solution, product);
+  const { alpha, beta } = appliedScales(opts.rule ?? { kind: "auto" }, columnScales(solution, product));
   const At = l.A.map((v, i) => v * alpha[i % l.r]), Bt = l.B.map((v, i) => v * beta[i % l.r]);
   const D = l.A.map((v, i) => l.s * v * (1 - alpha[i % l.r] * beta[i % l.r]));
   const merged = new Float64Array(l.m * l.n);
@@ -271,4 +271,92 @@ Deno.test("auto L edge cases: free columns keep scale 1 and do not enter the kep
   // Column 2 has ‖a_2‖ = 0, so it weighs nothing; the other two keep the share γ.
   assert.ok(Math.abs(keptOf(x, l) - DEFAULT_KEEP ** 10) < 1e-12, `${keptOf(x, l)}`);
   assert.ok(x.merged.every(Number.isFinite));
+});
+
+Deno.test("auto L, lrScaled: an event keeps q^(I·η_t/η), so only the schedule's shape enters, not the lr's scale", () => {
+  const rule: LipschitzRule = { kind: "auto", keep: 0.98, lrScaled: true };
+  let columnwise = 0;
+  for (let seed = 0; seed < 12; seed++) {
+    const l = layer(seed);
+    const full = rescale(l, { rule, lr: 2e-3, baseLr: 2e-3 });
+    if (full.kind !== "columnwise") continue;
+    columnwise++;
+    // At the peak of the schedule it is the plain keep rule.
+    sameOutcome(full, rescale(l, { rule: { kind: "auto", keep: 0.98 } }), `seed ${seed}: at η_t = η`);
+    // Halfway down the schedule it merges half as much in the exponent: γ = q^(I/2).
+    const half = rescale(l, { rule, lr: 1e-3, baseLr: 2e-3 });
+    assert.ok(Math.abs(keptOf(half, l) - 0.98 ** 5) < 1e-12, `seed ${seed}: ${keptOf(half, l)}`);
+    // Scaling both learning rates (a different peak lr, same schedule) changes nothing.
+    sameOutcome(half, rescale(l, { rule, lr: 7e-6, baseLr: 1.4e-5 }), `seed ${seed}: lr scale`);
+    // The other invariances of the keep rule hold at any point of the schedule.
+    sameOutcome(half, rescale({ ...l, G: l.G.map((v) => v * 300) }, { rule, lr: 1e-3, baseLr: 2e-3 }), "loss");
+    sameOutcome(half, rescale(l, { rule, lr: 1e-3, baseLr: 2e-3, gradScale: 1e-3 }), "gradients");
+    const c = [0.1, 5, 30];
+    const split = { ...l, A: l.A.map((v, i) => v * c[i % l.r]), B: l.B.map((v, i) => v / c[i % l.r]) };
+    sameOutcome(half, rescale(split, { rule, lr: 1e-3, baseLr: 2e-3 }), "A/B split");
+    const d = 3;
+    const sB = rescale({ ...l, s: l.s * d * d, A: l.A.map((v) => v / d), B: l.B.map((v) => v / d) }, {
+      rule,
+      lr: 1e-3,
+      baseLr: 2e-3,
+    });
+    close(half.merged, sB.merged, `seed ${seed}: s, merged part`);
+    // At η_t = 0 nothing is merged on balance (the solve's ratios are applied, Σ_k α_kβ_k‖a_k‖‖b_k‖ kept whole).
+    const zero = rescale(l, { rule, lr: 0, baseLr: 2e-3 });
+    assert.ok(Math.abs(keptOf(zero, l) - 1) < 1e-12);
+  }
+  assert.ok(columnwise >= 6, `only ${columnwise} column-wise problems`);
+  assert.equal(keptShare(rule, 10, 0.25), 0.98 ** 2.5);
+  assert.equal(keptShare({ kind: "auto", keep: 0.98 }, 10, 0.25), 0.98 ** 10);
+  assert.throws(() => keptShare(rule, 10, -1));
+});
+
+Deno.test("auto L, balanced: the solve's merge per column, applied as α_k = β_k (the A/B split kept)", () => {
+  const rule: LipschitzRule = { kind: "auto", balanced: true };
+  let columnwise = 0;
+  for (let seed = 0; seed < 12; seed++) {
+    const l = layer(seed);
+    const plain = rescale(l), bal = rescale(l, { rule });
+    if (plain.kind !== "columnwise") continue;
+    columnwise++;
+    // The same merge (α_kβ_k per column), so the same merged part and the same share kept.
+    close(bal.merged, plain.merged, `seed ${seed}: merged part`);
+    close(bal.alpha.map((a, k) => a * bal.beta[k]), plain.alpha.map((a, k) => a * plain.beta[k]), "α∘β");
+    close(bal.alpha, bal.beta, `seed ${seed}: α = β`);
+    // The rescaled factors still give W_eff: s·Ã·B̃ᵀ + merged = s·A·Bᵀ.
+    for (let i = 0; i < l.m; i++) {
+      for (let j = 0; j < l.n; j++) {
+        let before = 0, after = bal.merged[i * l.n + j];
+        for (let k = 0; k < l.r; k++) {
+          before += l.s * l.A[i * l.r + k] * l.B[j * l.r + k];
+          after += l.s * bal.At[i * l.r + k] * bal.Bt[j * l.r + k];
+        }
+        assert.ok(Math.abs(before - after) <= 1e-12 * Math.max(1, Math.abs(before)));
+      }
+    }
+    // Invariances of the keep rule carry over: loss and gradient scale, the A/B split, s.
+    sameOutcome(bal, rescale({ ...l, G: l.G.map((v) => v * 1e3) }, { rule }), `seed ${seed}: loss`);
+    sameOutcome(bal, rescale(l, { rule, gradScale: 0.01 }), `seed ${seed}: gradients`);
+    const c = [0.2, 4, 25];
+    const split = { ...l, A: l.A.map((v, i) => v * c[i % l.r]), B: l.B.map((v, i) => v / c[i % l.r]) };
+    const bs = rescale(split, { rule });
+    close(bs.merged, bal.merged, `seed ${seed}: A/B split, merged part`);
+    close(bs.alpha, bal.alpha, `seed ${seed}: A/B split, α`);
+    const d = 5;
+    const bS = rescale({ ...l, s: l.s * d * d, A: l.A.map((v) => v / d), B: l.B.map((v) => v / d) }, { rule });
+    close(bS.merged, bal.merged, `seed ${seed}: s, merged part`);
+  }
+  assert.ok(columnwise >= 6, `only ${columnwise} column-wise problems`);
+  // Zero gradients: untouched; a fully merged column (a boundary solution) keeps the solve's scales.
+  const z = rescale({ ...layer(3), G: new Float64Array(14 * 11) }, { rule });
+  assert.ok([...z.alpha, ...z.beta].every((v) => v === 1));
+  const kept = appliedScales(rule, { alpha: Float64Array.of(0, 0.5), beta: Float64Array.of(1, 2) });
+  assert.deepEqual([...kept.alpha], [0, 1]);
+  assert.deepEqual([...kept.beta], [1, 1]);
+  // Free columns (scale 1 on one side) keep 1 on both when the other side is 1 too.
+  const free = appliedScales(rule, { alpha: Float64Array.of(1), beta: Float64Array.of(1) });
+  assert.deepEqual([...free.alpha, ...free.beta], [1, 1]);
+  // Not under the fixed rule (the paper's mode stays exact).
+  const fixed = appliedScales({ kind: "fixed", L: 10 }, { alpha: Float64Array.of(0.5), beta: Float64Array.of(2) });
+  assert.deepEqual([...fixed.alpha, ...fixed.beta], [0.5, 2]);
 });

@@ -156,7 +156,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 120,
     maxLength: 128,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    lr: 3e-3,
+    lr: 3.16e-2,
     note: "qwen3, chat with a system prompt, r = 1",
     quick: true,
   },
@@ -227,7 +227,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 100,
     maxLength: 128,
     lrGrid: [1e-4, 3e-4, 1e-3, 3e-3],
-    lr: 1e-3,
+    lr: 9.49e-3,
     note: "pretrained base: real words of the GPL → real code words, chat with a system prompt",
   },
 ];

@@ -44,9 +44,9 @@ const trainingFields = {
   /** ScaLoRA scaling interval I: steps between rescalings and merges (ignored by lora). */
   interval: z.number().int().min(1).default(10),
   /**
-   * ScaLoRA's L: a fixed value, "auto", or the auto rule with its knobs
-   * (target factor RMS relative to B's init RMS, and its floor in learning
-   * rates; lipschitz.ts).
+   * ScaLoRA's L: a fixed value, "auto" (keep DEFAULT_KEEP of the adapter per
+   * step), or the auto rule with its knobs (keep, lrScaled, balanced, or the
+   * size-based stepScale / factorScale with minFactorToStep; lipschitz.ts).
    */
   lipschitz: z.union([
     z.number().positive(),
@@ -54,6 +54,8 @@ const trainingFields = {
     z.object({
       stepScale: z.number().positive().optional(),
       keep: z.number().positive().max(1).optional(),
+      lrScaled: z.boolean().optional(),
+      balanced: z.boolean().optional(),
       factorScale: z.number().positive().optional(),
       minFactorToStep: z.number().positive().optional(),
     }).strict(),

@@ -14,8 +14,8 @@
  *   event every I steps:
  *       Σ_k α_kβ_k·‖a_k‖‖b_k‖ = γ · Σ_k ‖a_k‖‖b_k‖
  *       ⇔ Lηs² = Σ_k w_k·sqrt(x_k·y_k) / (γ·Σ_k w_k),  w_k = ‖a_k‖‖b_k‖,
- *   over the columns with both atoms (free columns keep scale 1). q = 0.995
- *   (γ = 0.951 at I = 10, 0.995 at I = 1). Every quantity in it is
+ *   over the columns with both atoms (free columns keep scale 1). q = 0.99
+ *   (DEFAULT_KEEP: γ = 0.904 at I = 10, 0.99 at I = 1). Every quantity in it is
  *   dimensionless or cancels: x_k·y_k and w_k do not change with the loss or
  *   gradient scale (clipping, accumulated sums), with how a column's
  *   magnitude is split between a_k and b_k, or with s (the rescaled
@@ -34,6 +34,29 @@
  *   A boundary solution (one side zero) merges the adapter fully; the
  *   surviving side then keeps its size (Σ_k v_k‖·_k‖² / Σ_k ‖·_k‖² = 1).
  *
+ *   Measured on the suite's design tasks (ScaLoRA-I(10)/LoRA final loss,
+ *   d1–d5): q = 0.99: 1.05 / 0.40 / 0.09 / 0.96 / 0.73; q = 0.995: 1.02 /
+ *   0.33 / 0.07 / 0.92 / 0.78; q = 0.998: 1.02 / 0.63 / 0.15 / 0.94 / 0.93;
+ *   q = 0.98: 1.08 / 0.45 / 0.23 / 1.03 / 0.71 (README "L without tuning"
+ *   has every rule tried, and why d1 does not gain).
+ *
+ * - auto with `lrScaled` (not the default): γ = q^(I·η_t/η), η_t/η the
+ *   schedule's current share of the base lr (dimensionless: only the shape of
+ *   the schedule enters). The steady-state factor size ∝ η_t/(1 − γ) is then
+ *   constant through a decaying schedule, so Adam's W-space steps decay like
+ *   LoRA's (∝ η_t) instead of ∝ η_t² late in the run. Helps the slow tasks
+ *   (d4 0.96 → 0.88, d1 1.05 → 1.02) and costs d5 (0.73 → 0.80), whose final
+ *   loss gains from the faster annealing. With `balanced` and q = 0.99:
+ *   1.00 / 0.33 / 0.09 / 0.87 / 0.76 (better worst, worse median: not adopted).
+ * - auto with `balanced` (not the default; appliedScales): each column's
+ *   merge α_kβ_k is applied as α_k = β_k. Under Adam with the crossed moment
+ *   transform each side's W-space step scales with the other side's scale
+ *   (linearly, not as the square the solve's SGD model assumes), so the
+ *   solve's shift of magnitude between a_k and b_k (|log α_k/β_k| ≈ 0.3 per
+ *   event on d1) reshuffles the two sides' step sizes at every event; the
+ *   balanced split keeps the merge and the A/B split. At q = 0.99: 1.01 /
+ *   0.27 / 0.14 / 0.93 / 0.74 (d1 still above LoRA, median 0.74: not adopted).
+ *
  * - auto with `stepScale` κ: the rescaled factors' RMS entry is κ·η (η the
  *   run's base lr): Lηs² = sqrt(S_A·S_B) / (κη)²,
  *   S_A = Σ_k x_k(AᵀA)_kk / (m r'), S_B = Σ_k y_k(BᵀB)_kk / (n r').
@@ -41,7 +64,7 @@
  *   target max(factorScale·rms(B at init), minFactorToStep·η_t).
  */
 import type { ScalingGrams } from "../../kernels/scaling_grams.ts";
-import type { ScalingSolution } from "./scalora.ts";
+import type { ColumnScales, ScalingSolution } from "./scalora.ts";
 import type { AdapterSpec } from "./types.ts";
 
 export type LipschitzRule =
@@ -50,6 +73,13 @@ export type LipschitzRule =
     kind: "auto";
     /** Share of the adapter's column magnitude kept per step (default DEFAULT_KEEP): γ = keep^I per event. */
     keep?: number;
+    /** Merge in proportion to the schedule: γ = keep^(I·η_t/η), η_t the scheduled, η the base learning rate. */
+    lrScaled?: boolean;
+    /**
+     * Apply each column's merge α_kβ_k as α_k = β_k = sqrt(α_kβ_k): the share merged is the solve's, the
+     * split of the column's magnitude between a_k and b_k is kept (see balancedScales).
+     */
+    balanced?: boolean;
     /** Instead: size the rescaled factors to stepScale·η (η = the base learning rate). */
     stepScale?: number;
     /** Instead (the previous default): size them to max(factorScale·rms(B at init), minFactorToStep·η_t). */
@@ -59,6 +89,8 @@ export type LipschitzRule =
   };
 
 export const DEFAULT_KEEP = 0.99;
+export const DEFAULT_LR_SCALED = false;
+export const DEFAULT_BALANCED = false;
 export const DEFAULT_MIN_FACTOR_TO_STEP = 3;
 export const DEFAULT_LIPSCHITZ: LipschitzRule = { kind: "auto" };
 
@@ -78,11 +110,15 @@ export interface LipschitzContext {
 
 type AutoRule = Extract<LipschitzRule, { kind: "auto" }>;
 
-/** γ: the share of the adapter's column magnitude an event keeps under the default rule. */
-export function keptShare(rule: AutoRule, interval = 1): number {
+/**
+ * γ: the share of the adapter's column magnitude an event keeps under the default rule;
+ * `lrRatio` = η_t/η (the scheduled over the base learning rate) counts when the rule is lrScaled.
+ */
+export function keptShare(rule: AutoRule, interval = 1, lrRatio = 1): number {
   const q = rule.keep ?? DEFAULT_KEEP;
   if (!(q > 0 && q <= 1)) throw new RangeError(`auto L: keep must be in (0, 1], got ${q}`);
-  return q ** interval;
+  if (!(lrRatio >= 0)) throw new RangeError(`auto L: η_t/η must be non-negative, got ${lrRatio}`);
+  return q ** (interval * ((rule.lrScaled ?? DEFAULT_LR_SCALED) ? lrRatio : 1));
 }
 
 /** The target RMS of the rescaled factors under the size-based auto forms (stepScale, factorScale). */
@@ -97,7 +133,7 @@ export function autoFactorTarget(rule: AutoRule, ctx: { lr: number; baseLr?: num
 export function lEtaS2(rule: LipschitzRule, ctx: LipschitzContext): number {
   if (rule.kind === "fixed") return rule.L * ctx.lr * ctx.spec.scale * ctx.spec.scale;
   if (rule.factorScale === undefined && rule.stepScale === undefined) {
-    return keepProduct(keptShare(rule, ctx.interval), ctx);
+    return keepProduct(keptShare(rule, ctx.interval, ctx.lr / (ctx.baseLr ?? ctx.lr)), ctx);
   }
   return sizeProduct(autoFactorTarget(rule, ctx), ctx);
 }
@@ -149,4 +185,18 @@ function sizeProduct(target: number, ctx: LipschitzContext): number {
   // A boundary solution zeroes one side: size the other alone.
   const s = sA > 0 && sB > 0 ? Math.sqrt(sA * sB) : Math.max(sA, sB);
   return s > 0 ? s / target ** 2 : 1;
+}
+
+/**
+ * The scales the trainer applies: the solve's α, β, or under an auto rule with `balanced`
+ * α_k = β_k = sqrt(α_kβ_k) (the same merge s·A·diag(1 − α∘β)·Bᵀ and the same W_eff); a column the solve
+ * merges fully (α_kβ_k = 0: a boundary solution) keeps the solve's scales, so the surviving side keeps its size.
+ */
+export function appliedScales(rule: LipschitzRule, scales: ColumnScales): ColumnScales {
+  if (rule.kind !== "auto" || !(rule.balanced ?? DEFAULT_BALANCED)) return scales;
+  const ab = scales.alpha.map((a, k) => a * scales.beta[k]);
+  return {
+    alpha: scales.alpha.map((a, k) => ab[k] > 0 ? Math.sqrt(ab[k]) : a),
+    beta: scales.beta.map((b, k) => ab[k] > 0 ? Math.sqrt(ab[k]) : b),
+  };
 }

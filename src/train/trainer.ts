@@ -14,7 +14,7 @@
 import { type ScalingGrams, ScalingGramsKernel } from "../../kernels/scaling_grams.ts";
 import { Rng } from "../model/rng.ts";
 import type { Device } from "../runtime/session.ts";
-import { lEtaS2, type LipschitzRule } from "./lipschitz.ts";
+import { appliedScales, lEtaS2, type LipschitzRule } from "./lipschitz.ts";
 import { type AdamWConfig, AdapterOptimizer, clipScale, globalGradNorm } from "./optimizer.ts";
 import { type ColumnScales, columnScales, type ScalingKind, solveScaling } from "./scalora.ts";
 import { learningRate, type LrSchedule } from "./schedule.ts";
@@ -249,7 +249,7 @@ export class Trainer<Batch> {
         solution: sol,
         grams: grams[i] as ScalingGrams,
       });
-      const sc = columnScales(sol, product);
+      const sc = appliedScales(this.config.lipschitz, columnScales(sol, product));
       kinds[sol.kind]++;
       scales.set(spec.name, sc);
       lSum += product;

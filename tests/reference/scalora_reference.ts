@@ -7,7 +7,7 @@
  * data order / init streams, so the device path can be checked against it.
  */
 import { columnScales, solveScaling } from "../../src/train/scalora.ts";
-import { lEtaS2, type LipschitzRule } from "../../src/train/lipschitz.ts";
+import { appliedScales, lEtaS2, type LipschitzRule } from "../../src/train/lipschitz.ts";
 import { SyntheticBatches, type SyntheticTask } from "../../src/train/synthetic_task.ts";
 import { initFactors, type TrainMode } from "../../src/train/trainer.ts";
 
@@ -95,7 +95,7 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
         solution: sol,
         grams,
       });
-      const { alpha, beta } = columnScales(sol, product);
+      const { alpha, beta } = appliedScales(o.lipschitz, columnScales(sol, product));
       for (let i = 0; i < m; i++) {
         for (let j = 0; j < n; j++) {
           let acc = 0;
