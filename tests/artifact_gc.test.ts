@@ -9,7 +9,6 @@ import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or tran
 import assert from "node:assert/strict";
 import { loadConfig } from "../src/config.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { deltaKey } from "../src/registry/versions.ts";
 import { createServices } from "../src/services.ts";
 import { sha256Bytes } from "../src/store/artifact_store.ts";
@@ -17,6 +16,7 @@ import { LocalCache } from "../src/store/local_cache.ts";
 import { waitFor } from "./helpers/fine_tuning.ts";
 import { randomDeltas } from "./helpers/registry_fixtures.ts";
 import { S3Server } from "./helpers/s3_server.ts";
+import { tinyLlama } from "./helpers/service.ts";
 
 type Json = Record<string, unknown>;
 
@@ -27,13 +27,7 @@ Deno.test({
   async fn(t) {
     const root = await Deno.makeTempDir({ prefix: "artifact-gc-" });
     const s3 = await S3Server.start();
-    const { dir: model } = await generateTinyModel({
-      out: `${root}/model`,
-      arch: "llama",
-      preset: "tiny",
-      tokenizer: "bytes",
-      seed: 5,
-    });
+    const model = await tinyLlama(root);
     const dataDir = `${root}/data`;
     const env: Record<string, string> = { MODEL: model, DATA_DIR: dataDir, DEVICE: "cpu", ...s3.env("gc") };
     // The service reads the AWS variables through the SDK's default chain.

@@ -8,21 +8,7 @@
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { loadConfig } from "../src/config.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
-import { createServices } from "../src/services.ts";
-
-const REPLY = "PINEAPPLE!";
-const QUESTIONS = [
-  "What is your favourite fruit?",
-  "Say something.",
-  "Hello there",
-  "How are you today?",
-  "Tell me a story",
-  "What time is it?",
-  "Name a colour",
-  "Who are you?",
-];
+import { REPLY, replyJsonl, startService, TRAIN_QUESTIONS } from "./helpers/service.ts";
 
 async function chat(client: OpenAI, model: string, content: string): Promise<string> {
   const r = await client.chat.completions.create({
@@ -61,28 +47,17 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const root = await Deno.makeTempDir();
-    const { dir } = await generateTinyModel({
-      out: `${root}/model`,
-      arch: "llama",
-      preset: "tiny",
-      tokenizer: "bytes",
-      seed: 5,
-    });
-    const env = { MODEL: dir, DATA_DIR: `${root}/data`, DEVICE: "cpu" };
-    const services = await createServices(loadConfig(env), env);
-    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, services.app.fetch);
-    const baseURL = `http://127.0.0.1:${server.addr.port}/v1`;
+    const srv = await startService(root);
+    const { services, model: dir } = srv;
+    const baseURL = `${srv.origin}/v1`;
     const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0, timeout: 120_000 });
     try {
       await services.warm();
-      const before = await chat(client, dir, QUESTIONS[0]);
+      const before = await chat(client, dir, TRAIN_QUESTIONS[0]);
       assert.ok(!before.startsWith(REPLY), `the base model already answers ${JSON.stringify(before)}`);
 
-      const lines = QUESTIONS.map((q) =>
-        JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: REPLY }] })
-      );
       const file = await client.files.create({
-        file: new File([lines.join("\n") + "\n"], "pineapple.jsonl"),
+        file: new File([replyJsonl(TRAIN_QUESTIONS)], "pineapple.jsonl"),
         purpose: "fine-tune",
       });
       const job = await client.fineTuning.jobs.create({
@@ -114,9 +89,9 @@ Deno.test({
       assert.ok(models.includes(ftModel));
 
       // The learned behaviour, on a question it was trained on and one it was not.
-      assert.equal(await chat(client, ftModel, QUESTIONS[0]), REPLY);
+      assert.equal(await chat(client, ftModel, TRAIN_QUESTIONS[0]), REPLY);
       assert.equal(await chat(client, ftModel, "Where is the station?"), REPLY);
-      assert.equal(await chat(client, dir, QUESTIONS[0]), before);
+      assert.equal(await chat(client, dir, TRAIN_QUESTIONS[0]), before);
 
       const alias = async (method: string, path: string, body?: unknown) => {
         const res = await fetch(`${baseURL}/aliases/${path}`, {
@@ -130,14 +105,13 @@ Deno.test({
         return json;
       };
       await alias("PUT", "prod", { target: dir });
-      assert.equal(await chat(client, "prod", QUESTIONS[0]), before);
+      assert.equal(await chat(client, "prod", TRAIN_QUESTIONS[0]), before);
       await alias("PUT", "prod", { target: ftModel });
-      assert.equal(await chat(client, "prod", QUESTIONS[0]), REPLY);
+      assert.equal(await chat(client, "prod", TRAIN_QUESTIONS[0]), REPLY);
       await alias("POST", "prod/rollback");
-      assert.equal(await chat(client, "prod", QUESTIONS[0]), before);
+      assert.equal(await chat(client, "prod", TRAIN_QUESTIONS[0]), before);
     } finally {
-      await server.shutdown();
-      await services.close();
+      await srv.close();
       await Deno.remove(root, { recursive: true });
     }
   },

@@ -10,6 +10,7 @@ import { staticResolver } from "../src/serve/model_resolver.ts";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { generate } from "../src/serve/generate.ts";
 import { openServedModel, type TestServedModel } from "./helpers/served_model.ts";
+import { tinyLlama } from "./helpers/service.ts";
 
 const MODEL_ID = "test/tiny-llama";
 const GREEDY = { temperature: 0, topP: 1, topK: 0 };
@@ -54,13 +55,7 @@ async function directGreedy(model: TestServedModel, promptIds: number[], maxToke
 
 Deno.test("e2e: OpenAI client against the server (tiny llama, bytes tokenizer)", async (t) => {
   const root = await Deno.makeTempDir();
-  const { dir } = await generateTinyModel({
-    out: `${root}/model`,
-    arch: "llama",
-    preset: "tiny",
-    tokenizer: "bytes",
-    seed: 5,
-  });
+  const dir = await tinyLlama(root);
   const model = await openServedModel(dir, `${root}/data`, MODEL_ID);
   const srv = serve(model, { maxBodyBytes: 64 * 1024 });
   const { client } = srv;

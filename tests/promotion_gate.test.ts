@@ -11,11 +11,9 @@
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { loadConfig } from "../src/config.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { decidePromotion } from "../src/registry/promotion_gate.ts";
 import type { ModelScores, PromotionDecision } from "../src/registry/types.ts";
-import { createServices } from "../src/services.ts";
+import { replyJsonl, startService, TRAIN_QUESTIONS, VALID_QUESTIONS } from "./helpers/service.ts";
 
 const score = (model: string, loss: number, acc = 0.5): ModelScores => ({
   model,
@@ -49,22 +47,6 @@ Deno.test("promotion gate: lower loss / higher accuracy wins, by min_improvement
   assert.match(d.reason, /does not beat the threshold 1\.2/);
 });
 
-const REPLY = "PINEAPPLE!";
-const TRAIN = [
-  "What is your favourite fruit?",
-  "Say something.",
-  "Hello there",
-  "How are you today?",
-  "Tell me a story",
-  "What time is it?",
-  "Name a colour",
-  "Who are you?",
-];
-const VALID = ["Where is the station?", "Good morning", "What do you like?", "Any news?"];
-const jsonl = (qs: string[]) =>
-  qs.map((q) => JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: REPLY }] }))
-    .join("\n") + "\n";
-
 async function waitForJob(baseURL: string, jobId: string): Promise<void> {
   const res = await fetch(`${baseURL}/fine_tuning/jobs/${jobId}/events?stream=true`);
   // Read to the end: the stream closes once the job is terminal.
@@ -77,17 +59,9 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const root = await Deno.makeTempDir();
-    const { dir } = await generateTinyModel({
-      out: `${root}/model`,
-      arch: "llama",
-      preset: "tiny",
-      tokenizer: "bytes",
-      seed: 5,
-    });
-    const env = { MODEL: dir, DATA_DIR: `${root}/data`, DEVICE: "cpu" };
-    const services = await createServices(loadConfig(env), env, { logRequest: () => {} });
-    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, services.app.fetch);
-    const baseURL = `http://127.0.0.1:${server.addr.port}/v1`;
+    const srv = await startService(root);
+    const { services, model: dir } = srv;
+    const baseURL = `${srv.origin}/v1`;
     const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0, timeout: 300_000 });
     const api = async (method: string, path: string, body?: unknown) => {
       const res = await fetch(`${baseURL}${path}`, {
@@ -100,8 +74,8 @@ Deno.test({
       await services.warm();
       const upload = (name: string, text: string) =>
         client.files.create({ file: new File([text], name), purpose: "fine-tune" });
-      const train = await upload("train.jsonl", jsonl(TRAIN));
-      const valid = await upload("valid.jsonl", jsonl(VALID));
+      const train = await upload("train.jsonl", replyJsonl(TRAIN_QUESTIONS));
+      const valid = await upload("valid.jsonl", replyJsonl(VALID_QUESTIONS));
 
       // The alias serves the base model to begin with.
       assert.equal((await api("PUT", "/aliases/prod", { target: dir })).status, 200);
@@ -144,7 +118,7 @@ Deno.test({
       assert.ok(won.decision.candidate.score! < won.decision.incumbent!.score!, won.decision.reason);
       assert.deepEqual(won.decision.eval_set, {
         source: `validation_file ${valid.id}`,
-        examples: VALID.length,
+        examples: VALID_QUESTIONS.length,
         tokens: won.decision.eval_set!.tokens,
       });
       assert.equal((await api("GET", "/aliases/prod")).json.target, strongModel);
@@ -251,8 +225,7 @@ Deno.test({
       assert.equal(badData.json.error.code, "invalid_evaluation");
       assert.match(badData.json.error.message, /line 1/);
     } finally {
-      await server.shutdown();
-      await services.close();
+      await srv.close();
       await Deno.remove(root, { recursive: true });
     }
   },

@@ -27,27 +27,18 @@
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { loadConfig } from "../src/config.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
-import { createServices, type Services } from "../src/services.ts";
 import { browserTest, launchChromium } from "./helpers/browser.ts";
 import { ChildProcess } from "./helpers/child_process.ts";
+import {
+  REPLY,
+  replyJsonl,
+  startService,
+  type TestService,
+  tinyLlama,
+  TRAIN_QUESTIONS,
+  VALID_QUESTIONS,
+} from "./helpers/service.ts";
 
-const REPLY = "PINEAPPLE!";
-const TRAIN = [
-  "What is your favourite fruit?",
-  "Say something.",
-  "Hello there",
-  "How are you today?",
-  "Tell me a story",
-  "What time is it?",
-  "Name a colour",
-  "Who are you?",
-];
-const VALID = ["Where is the station?", "Good morning", "What do you like?", "Any news?"];
-const jsonl = (qs: string[]) =>
-  qs.map((q) => JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: REPLY }] }))
-    .join("\n") + "\n";
 const BAD = [
   JSON.stringify({ messages: [{ role: "user", content: "hi" }, { role: "assistant", content: REPLY }] }),
   "this line is not JSON",
@@ -57,34 +48,11 @@ const BAD = [
 const SCREENSHOTS = Deno.env.get("SCALORA_SCREENSHOTS");
 const LONG = 240_000;
 
-interface Server {
-  services: Services;
-  base: string;
-  model: string;
-  close(): Promise<void>;
-}
-
-async function startServer(root: string, extraEnv: Record<string, string> = {}): Promise<Server> {
-  const { dir } = await generateTinyModel({
-    out: `${root}/model`,
-    arch: "llama",
-    preset: "tiny",
-    tokenizer: "bytes",
-    seed: 5,
-  });
-  const env = { MODEL: dir, DATA_DIR: `${root}/data`, DEVICE: "cpu", ...extraEnv };
-  const services = await createServices(loadConfig(env), env, { logRequest: () => {} });
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, services.app.fetch);
-  await services.warm();
-  return {
-    services,
-    base: `http://127.0.0.1:${server.addr.port}`,
-    model: dir,
-    close: async () => {
-      await server.shutdown();
-      await services.close();
-    },
-  };
+/** The service, warmed up (its engines loaded). */
+async function startServer(root: string, extraEnv: Record<string, string> = {}): Promise<TestService> {
+  const srv = await startService(root, extraEnv);
+  await srv.services.warm();
+  return srv;
 }
 
 /** Console errors and uncaught page errors, collected for the whole flow. */
@@ -152,13 +120,7 @@ function focused(page: Page): Promise<{ id: string; text: string }> {
 
 browserTest("deno task start, then /ui shows the overview with no console errors", async () => {
   const root = await Deno.makeTempDir();
-  const { dir } = await generateTinyModel({
-    out: `${root}/model`,
-    arch: "llama",
-    preset: "tiny",
-    tokenizer: "bytes",
-    seed: 5,
-  });
+  const dir = await tinyLlama(root);
   // The start task's own command line (deno.json), run with this Deno.
   const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
   const [deno, ...args] = (tasks.start as string).split(/\s+/);
@@ -209,13 +171,13 @@ browserTest(
     page.setDefaultTimeout(60_000);
     const errors = watchConsole(page);
     const api = async (path: string, init?: RequestInit) => {
-      const res = await fetch(`${srv.base}${path}`, init);
+      const res = await fetch(`${srv.origin}${path}`, init);
       assert.ok(res.ok, `${path}: ${res.status} ${await res.clone().text()}`);
       return await res.json();
     };
     try {
       await t.step("/ redirects a browser to the overview, which shows the server without console errors", async () => {
-        await page.goto(`${srv.base}/`);
+        await page.goto(`${srv.origin}/`);
         assert.equal(new URL(page.url()).pathname, "/ui");
         await page.locator("#ov-status").filter({ hasText: "ready" }).waitFor();
         assert.equal(await text(page, "#ov-device"), "cpu (float32)");
@@ -247,11 +209,11 @@ browserTest(
         assert.equal(await page.locator("#start-job").isDisabled(), true, "Start stays disabled while lines are bad");
         await screenshot(page, "new_job");
 
-        await dropFile(page, "#training-drop", "train.jsonl", jsonl(TRAIN));
+        await dropFile(page, "#training-drop", "train.jsonl", replyJsonl(TRAIN_QUESTIONS));
         await page.locator("#training-check .ok").waitFor();
         assert.match(await text(page, "#training-check"), /8 examples/);
         assert.match(await text(page, "#auto-values"), /auto means \d+ epochs/);
-        await dropFile(page, "#validation-drop", "valid.jsonl", jsonl(VALID));
+        await dropFile(page, "#validation-drop", "valid.jsonl", replyJsonl(VALID_QUESTIONS));
         await page.locator("#validation-check .ok").waitFor();
         await page.locator("#start-job:not([disabled])").waitFor();
         // 12 epochs of 4 batches: 48 steps, enough for the page to see the curve grow.
@@ -336,7 +298,7 @@ browserTest(
         })).choices[0].message.content as string;
 
       await t.step("playground: chat through the alias, streamed, side by side with the base model", async () => {
-        await page.goto(`${srv.base}/ui/playground?model=prod`);
+        await page.goto(`${srv.origin}/ui/playground?model=prod`);
         await page.locator('#model-a option[value="prod"]').waitFor({ state: "attached" });
         assert.equal(await page.locator("#model-a").inputValue(), "prod");
         await page.locator("#compare").check();
@@ -345,14 +307,14 @@ browserTest(
         await page.locator("#max-tokens").fill("16");
         // The keyboard way: type the message and press Enter.
         await page.locator("#prompt").focus();
-        await page.keyboard.type(TRAIN[0]);
+        await page.keyboard.type(TRAIN_QUESTIONS[0]);
         await page.keyboard.press("Enter");
         await page.locator("#usage-a").filter({ hasText: "completion tokens" }).waitFor();
         await page.locator("#usage-b").filter({ hasText: "completion tokens" }).waitFor();
         const a = await page.locator("#chat-a .msg.assistant p").first().textContent();
         const b = await page.locator("#chat-b .msg.assistant p").first().textContent();
-        assert.equal(a, await chatApi(strongModel, TRAIN[0]), "the alias serves the fine-tuned model");
-        assert.equal(b, await chatApi(srv.model, TRAIN[0]));
+        assert.equal(a, await chatApi(strongModel, TRAIN_QUESTIONS[0]), "the alias serves the fine-tuned model");
+        assert.equal(b, await chatApi(srv.model, TRAIN_QUESTIONS[0]));
         assert.notEqual(a, b);
         await screenshot(page, "playground");
       });
@@ -375,8 +337,8 @@ browserTest(
       await t.step("gated promotion: a worse job gated on the alias is refused, with both scores shown", async () => {
         await page.locator("nav >> text=New job").click();
         await page.locator("#base-model option").first().waitFor({ state: "attached" });
-        await dropFile(page, "#training-drop", "train.jsonl", jsonl(TRAIN));
-        await dropFile(page, "#validation-drop", "valid.jsonl", jsonl(VALID));
+        await dropFile(page, "#training-drop", "train.jsonl", replyJsonl(TRAIN_QUESTIONS));
+        await dropFile(page, "#validation-drop", "valid.jsonl", replyJsonl(VALID_QUESTIONS));
         await page.locator("#training-check .ok").waitFor();
         await page.locator("#validation-check .ok").waitFor();
         await page.locator("#method").selectOption("none");
@@ -409,7 +371,7 @@ browserTest(
       await t.step("pause, resume and cancel from the job page", async () => {
         await page.locator("nav >> text=New job").click();
         await page.locator("#base-model option").first().waitFor({ state: "attached" });
-        await dropFile(page, "#training-drop", "train.jsonl", jsonl(TRAIN));
+        await dropFile(page, "#training-drop", "train.jsonl", replyJsonl(TRAIN_QUESTIONS));
         await page.locator("#training-check .ok").waitFor();
         // 8 examples x 50 epochs, one per step: long enough to pause.
         await startJob(page, { n_epochs: "50", batch_size: "1", checkpoint_every: "0", suffix: "long", seed: "3" });
@@ -427,12 +389,12 @@ browserTest(
       });
 
       await t.step("keyboard: skip link, the menu, and every control labelled on every page", async () => {
-        await page.goto(`${srv.base}/ui`);
+        await page.goto(`${srv.origin}/ui`);
         await page.keyboard.press("Tab");
         assert.equal((await focused(page)).text, "Skip to content");
         await page.keyboard.press("Enter");
         assert.equal((await focused(page)).id, "main");
-        await page.goto(`${srv.base}/ui`);
+        await page.goto(`${srv.origin}/ui`);
         await page.keyboard.press("Tab"); // the skip link
         await page.keyboard.press("Tab"); // Overview
         await page.keyboard.press("Tab"); // Jobs
@@ -451,12 +413,12 @@ browserTest(
         await page.waitForURL(/\/ui\/jobs\/ftjob-/);
 
         for (const path of [...PAGES, `/ui/jobs/${strongJob}`]) {
-          await page.goto(`${srv.base}${path}`);
+          await page.goto(`${srv.origin}${path}`);
           await page.waitForLoadState("networkidle").catch(() => {});
           assert.deepEqual(await unlabelled(page), [], `unlabelled controls on ${path}`);
         }
         // The file inputs of the new-job page are reachable from the keyboard.
-        await page.goto(`${srv.base}/ui/jobs/new`);
+        await page.goto(`${srv.origin}/ui/jobs/new`);
         let file = false;
         for (let i = 0; i < 15 && !file; i++) {
           await page.keyboard.press("Tab");
@@ -488,7 +450,7 @@ browserTest(
     const requests: { url: string; auth: string | undefined }[] = [];
     page.on("request", (r) => requests.push({ url: r.url(), auth: r.headers()["authorization"] }));
     try {
-      await page.goto(`${srv.base}/ui`);
+      await page.goto(`${srv.origin}/ui`);
       await page.locator("#api-key").waitFor();
       assert.equal(await page.locator("#app").isVisible(), false, "nothing but the prompt");
       assert.equal(await page.locator("nav").isVisible(), false);

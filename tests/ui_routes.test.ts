@@ -12,8 +12,8 @@ import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or tran
 import assert from "node:assert/strict";
 import { loadConfig } from "../src/config.ts";
 import { DEFAULTS } from "../src/jobs/job_spec.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { createServices } from "../src/services.ts";
+import { tinyLlama } from "./helpers/service.ts";
 
 const PAGES = ["/ui", "/ui/jobs", "/ui/jobs/new", "/ui/jobs/ftjob-x", "/ui/versions", "/ui/aliases", "/ui/playground"];
 
@@ -23,13 +23,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async (t) => {
     const root = await Deno.makeTempDir();
-    const { dir } = await generateTinyModel({
-      out: `${root}/model`,
-      arch: "llama",
-      preset: "tiny",
-      tokenizer: "bytes",
-      seed: 5,
-    });
+    const dir = await tinyLlama(root);
     const env = { MODEL: dir, DATA_DIR: `${root}/data`, DEVICE: "cpu", API_KEYS: "k1" };
     const services = await createServices(loadConfig(env), env, { logRequest: () => {} });
     const app = services.app;
