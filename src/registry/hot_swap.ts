@@ -174,15 +174,7 @@ export class AliasCoordinator {
   set(name: string, target: string, reason: string | null = null): Promise<AliasSwitch> {
     return this.#serial(name, async () => {
       await this.#checkName(name);
-      if (this.#registry.aliasTarget(target) !== undefined) {
-        throw new RegistryError(
-          "invalid_alias",
-          `target must be a version or base model, not an alias (${target})`,
-          "target",
-        );
-      }
-      const t = await this.#registry.target(target);
-      if (!t) throw new RegistryError("not_found", `No such model version or base model: ${target}`, "target");
+      const t = await this.#candidate(target);
       const from = this.#registry.aliasTarget(name) ?? null;
       if (from === t.id) {
         // Serving it already; make sure the store agrees (a no-op when it does).
@@ -277,6 +269,7 @@ export class AliasCoordinator {
     });
   }
 
+  /** The version or base model `target` names (an alias or an unknown id is an error). */
   async #candidate(target: string): Promise<ModelTarget> {
     if (this.#registry.aliasTarget(target) !== undefined) {
       throw new RegistryError(
