@@ -25,19 +25,24 @@ export interface NewEvent {
 
 const { seq: _seq, ...columns } = getTableColumns(events);
 
+/** The insert of one event row (an `append`, or a step of a transaction that writes its own status change). */
+export function insertEvent(db: Db, jobId: string, event: NewEvent) {
+  return db.insert(events).values({
+    id: newId("ftevent"),
+    jobId,
+    level: event.level,
+    message: event.message,
+    type: event.type ?? "message",
+    data: event.data ?? null,
+  });
+}
+
 export class EventQueries {
   constructor(private readonly db: Db) {}
 
   async append(jobId: string, input: NewEvent): Promise<EventRecord> {
     try {
-      const [row] = await this.db.insert(events).values({
-        id: newId("ftevent"),
-        jobId,
-        level: input.level,
-        message: input.message,
-        type: input.type ?? "message",
-        data: input.data ?? null,
-      }).returning(columns);
+      const [row] = await insertEvent(this.db, jobId, input).returning(columns);
       return row;
     } catch (e) {
       if (sqlState(e) === FOREIGN_KEY_VIOLATION) {

@@ -15,8 +15,8 @@ import { newId } from "./ids.ts";
 import { isTerminal, type JobStatus, predecessors } from "./job_status.ts";
 import { afterCondition, clampLimit, type Page, type PageRequest, toPage } from "./pagination.ts";
 import { FOREIGN_KEY_VIOLATION, sqlState } from "./pg_errors.ts";
-import type { NewEvent } from "./event_queries.ts";
-import { fineTuningEvents, fineTuningJobs as jobs, type JobErrorJson, type JsonObject } from "./schema.ts";
+import { insertEvent, type NewEvent } from "./event_queries.ts";
+import { fineTuningJobs as jobs, type JobErrorJson, type JsonObject } from "./schema.ts";
 
 export type JobRecord = Omit<typeof jobs.$inferSelect, "seq">;
 export type JobError = JobErrorJson;
@@ -66,17 +66,6 @@ export interface HeartbeatProgress {
 const { seq: _seq, ...columns } = getTableColumns(jobs);
 
 const leaseUntil = (ms: number) => sql`now() + ${Math.max(1, Math.round(ms))} * interval '1 millisecond'`;
-
-function insertEvent(db: Db, jobId: string, event: NewEvent) {
-  return db.insert(fineTuningEvents).values({
-    id: newId("ftevent"),
-    jobId,
-    level: event.level,
-    message: event.message,
-    type: event.type ?? "message",
-    data: event.data ?? null,
-  });
-}
 
 export class JobQueries {
   constructor(private readonly db: Db) {}
