@@ -23,6 +23,7 @@ import {
 import { RegistryError } from "./errors.ts";
 import type { LayerDelta } from "../train/layer_delta.ts";
 import { pathExists } from "../path_checks.ts";
+import { hashFile } from "../store/artifact_store.ts";
 
 export const DELTA_FILE = "delta.safetensors";
 const HASH_PREFIX = "scalora-delta-v1";
@@ -115,18 +116,7 @@ function denseDtype(dense: Float32Array, choice: "F16" | "BF16" | "auto"): "F16"
 export async function hashArtifactFile(path: string, baseModel: string): Promise<string> {
   const h = createHash("sha256");
   h.update(`${HASH_PREFIX}\0${baseModel}\0`);
-  const file = await Deno.open(path, { read: true });
-  try {
-    const buf = new Uint8Array(4 << 20);
-    for (;;) {
-      const n = await file.read(buf);
-      if (n === null) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    file.close();
-  }
-  return h.digest("hex");
+  return (await hashFile(h, path)).digest("hex");
 }
 
 /** An opened artifact: per-layer access to the stored delta. */

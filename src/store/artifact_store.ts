@@ -15,7 +15,7 @@
  * every read checks it: a stream whose bytes do not match fails at its end
  * with `ArtifactIntegrityError` instead of ending cleanly.
  */
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 
 export interface ArtifactInfo {
   key: string;
@@ -127,12 +127,11 @@ export function verifyingStream(
   });
 }
 
-/** sha256 (hex) of a file, streamed. */
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash("sha256");
+/** Feeds the file at `path` to `hash` in 4 MiB reads (the file is never held whole); returns `hash`. */
+export async function hashFile(hash: Hash, path: string): Promise<Hash> {
   const file = await Deno.open(path, { read: true });
   try {
-    const buf = new Uint8Array(1 << 20);
+    const buf = new Uint8Array(4 << 20);
     for (;;) {
       const n = await file.read(buf);
       if (n === null) break;
@@ -141,7 +140,12 @@ export async function sha256File(path: string): Promise<string> {
   } finally {
     file.close();
   }
-  return hash.digest("hex");
+  return hash;
+}
+
+/** sha256 (hex) of a file, streamed. */
+export async function sha256File(path: string): Promise<string> {
+  return (await hashFile(createHash("sha256"), path)).digest("hex");
 }
 
 export function sha256Bytes(bytes: Uint8Array): string {
