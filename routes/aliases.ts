@@ -23,7 +23,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
 import { ApiError, fromZodError } from "./errors.ts";
-import { PROMOTION_DEFAULTS } from "../src/jobs/job_spec.ts";
+import { promotionGate, resolvePromotion } from "../src/jobs/job_spec.ts";
 import { errorResponses } from "./openapi_common.ts";
 import { ErrorSchema } from "./schemas.ts";
 import type { AliasEvent } from "../src/registry/hot_swap.ts";
@@ -291,11 +291,7 @@ export function aliasesRoutes(deps: AliasesDeps): OpenAPIHono<AppEnv> {
     const gated = await coordinator.promote(
       name,
       body.target,
-      {
-        metric: ev.metric ?? PROMOTION_DEFAULTS.metric,
-        mustBeat: ev.must_beat ?? PROMOTION_DEFAULTS.must_beat,
-        minImprovement: ev.min_improvement ?? PROMOTION_DEFAULTS.min_improvement,
-      },
+      promotionGate(resolvePromotion({ alias: name, ...ev })),
       data,
       body.reason ?? null,
     );
