@@ -6,6 +6,7 @@ import {
   boot,
   el,
   every,
+  fillModelSelect,
   fillTable,
   fillTableIfChanged,
   fmtNum,
@@ -111,7 +112,8 @@ async function rollback(name) {
   await refresh();
 }
 
-async function refresh() {
+/** Reloads the aliases and the history shown; `prefer`: show this alias's history once it exists (after a switch). */
+async function refresh(prefer) {
   const { data } = await api("/v1/aliases");
   fillTableIfChanged(
     document.getElementById("aliases"),
@@ -138,13 +140,13 @@ async function refresh() {
     "No aliases yet.",
   );
   document.getElementById("alias-names").replaceChildren(...data.map((a) => el("option", { value: a.name })));
-  const keep = historySelect.value;
+  const keep = prefer ?? historySelect.value;
   const names = data.map((a) => a.name).join("\n");
   if (historySelect.dataset.names !== names) {
     historySelect.dataset.names = names;
     historySelect.replaceChildren(...data.map((a) => el("option", { value: a.name }, a.name)));
-    if (keep && data.some((a) => a.name === keep)) historySelect.value = keep;
   }
+  if (keep && data.some((a) => a.name === keep)) historySelect.value = keep;
   await refreshHistory();
 }
 
@@ -156,12 +158,7 @@ async function refreshTargets() {
   const sig = JSON.stringify([models.bases, models.versions, data.map((f) => f.id)]);
   if (target.dataset.sig === sig) return;
   target.dataset.sig = sig;
-  const keep = target.value;
-  target.replaceChildren(
-    el("optgroup", { label: "Base models" }, ...models.bases.map((id) => el("option", { value: id }, id))),
-    el("optgroup", { label: "Fine-tuned versions" }, ...models.versions.map((id) => el("option", { value: id }, id))),
-  );
-  if (keep) target.value = keep;
+  fillModelSelect(target, { ...models, aliases: [] }); // an alias cannot be a target
   const file = document.getElementById("eval-file");
   const keepFile = file.value;
   file.replaceChildren(
@@ -199,17 +196,12 @@ async function change(gated) {
     const r = await api(`/v1/aliases/${encodeURIComponent(name)}`, { method: "PUT", body });
     if (r.object === "model.alias.evaluation") showDecision(r);
     else showSwitch(r);
-    historySelect.value = name;
   } catch (e) {
     showError(e);
   } finally {
     for (const b of form.querySelectorAll("button")) b.disabled = false;
   }
-  await refresh();
-  if ([...historySelect.options].some((o) => o.value === name)) {
-    historySelect.value = name;
-    await refreshHistory();
-  }
+  await refresh(name);
 }
 
 boot(async () => {
