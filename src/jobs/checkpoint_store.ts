@@ -14,10 +14,10 @@
  * With the local backend the store is the data directory itself: the
  * trainer's own files are the stored checkpoints and all three are no-ops.
  */
+import { pathExists } from "../path_checks.ts";
 import type { ArtifactStore } from "../store/artifact_store.ts";
+import { STATE_FILE, STEP_DIR, stepName } from "../train/fine_tune_checkpoints.ts";
 
-const STEP_DIR = /^step-(\d{8,})$/;
-const STATE_FILE = "fine_tune.json";
 const JOB_ID = /^ftjob-[A-Za-z0-9]+$/;
 
 export class CheckpointStore {
@@ -77,7 +77,7 @@ export class CheckpointStore {
     if (step === undefined) return null;
     const name = stepName(step);
     const local = `${checkpointDir.replace(/\/+$/, "")}/${name}`;
-    if (await Deno.stat(`${local}/${STATE_FILE}`).then(() => true, () => false)) return step;
+    if (await pathExists(`${local}/${STATE_FILE}`)) return step;
     const tmp = `${local}.download-${crypto.randomUUID().slice(0, 8)}`;
     await Deno.mkdir(tmp, { recursive: true });
     try {
@@ -116,8 +116,4 @@ export class CheckpointStore {
     }
     return [...ids];
   }
-}
-
-function stepName(step: number): string {
-  return `step-${String(step).padStart(8, "0")}`;
 }

@@ -17,6 +17,7 @@
  * (sha256, then the content hash) on first use.
  */
 import { onDiskFull } from "../disk_space.ts";
+import { pathExists } from "../path_checks.ts";
 import { ArtifactIntegrityError, type ArtifactStore } from "../store/artifact_store.ts";
 import { LocalArtifactStore } from "../store/local_artifact_store.ts";
 import type { LocalCache } from "../store/local_cache.ts";
@@ -326,7 +327,7 @@ export class VersionService {
    */
   async #ensureDelta(hash: string, baseModel: string): Promise<void> {
     const path = `${this.dataDir}/${deltaKey(hash)}`;
-    if (await Deno.stat(path).then(() => true, () => false)) {
+    if (await pathExists(path)) {
       this.cache?.touch(path);
       return;
     }
@@ -358,7 +359,7 @@ export class VersionService {
         );
       }
       await Deno.rename(tmp, `${this.dataDir}/versions/${hash}`).catch(async (e) => {
-        if (!await Deno.stat(path).then(() => true, () => false)) throw e; // else a concurrent fetch won
+        if (!await pathExists(path)) throw e; // else a concurrent fetch won
       });
       this.cache?.touch(path);
       this.#enforceCache();
@@ -412,7 +413,7 @@ export class VersionService {
       dtype: prepared.dtype,
       hash,
     });
-    if (await Deno.stat(target).then(() => true, () => false)) {
+    if (await pathExists(target)) {
       this.cache?.touch(target);
       return target;
     }

@@ -10,8 +10,10 @@ import { pathExists } from "../path_checks.ts";
 
 const FORMAT = "scalora-fine-tune";
 const VERSION = 1;
-const STATE_FILE = "fine_tune.json";
-const STEP_DIR = /^step-(\d{8,})$/;
+/** The file whose presence makes a step directory a complete checkpoint (written last). */
+export const STATE_FILE = "fine_tune.json";
+/** A checkpoint directory's name: `step-` and the step, zero-padded to 8 digits. */
+export const STEP_DIR = /^step-(\d{8,})$/;
 
 export interface FineTuneState {
   format: typeof FORMAT;
@@ -31,8 +33,12 @@ export class FineTuneCheckpointError extends Error {
   override name = "FineTuneCheckpointError";
 }
 
+export function stepName(step: number): string {
+  return `step-${String(step).padStart(8, "0")}`;
+}
+
 export function stepDir(root: string, step: number): string {
-  return `${root.replace(/\/+$/, "")}/step-${String(step).padStart(8, "0")}`;
+  return `${root.replace(/\/+$/, "")}/${stepName(step)}`;
 }
 
 /** Complete checkpoints under `root`, oldest first (none when `root` does not exist). */
