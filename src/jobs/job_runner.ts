@@ -299,32 +299,30 @@ export class JobRunner implements JobControl {
     // Files of jobs that ended while their cleanup did not run (a crash in between).
     let removed = false;
     for await (const entry of Deno.readDir(this.#dirs.root)) {
-      let terminal = true;
-      try {
-        terminal = isTerminal((await this.#o.store.jobs.get(entry.name)).status);
-      } catch (e) {
-        if (!(e instanceof StoreError && e.kind === "not_found")) throw e;
-      }
-      if (terminal) {
+      if (await this.#endedOrGone(entry.name)) {
         await Deno.remove(`${this.#dirs.root}/${entry.name}`, { recursive: true });
         removed = true;
       }
     }
     // The same for checkpoints in a shared store (any replica may have left them).
     for (const jobId of await this.#o.checkpoints?.jobIds().catch(() => []) ?? []) {
-      let terminal = true;
-      try {
-        terminal = isTerminal((await this.#o.store.jobs.get(jobId)).status);
-      } catch (e) {
-        if (!(e instanceof StoreError && e.kind === "not_found")) throw e;
-      }
-      if (terminal) {
+      if (await this.#endedOrGone(jobId)) {
         await this.#o.checkpoints!.remove(jobId).catch((e) =>
           this.#o.log(`removing the stored checkpoints of ${jobId} failed: ${describe(e)}`)
         );
       }
     }
     if (removed) await this.#collectGarbage();
+  }
+
+  /** Whether a job has ended or is not in the store at all (its leftover files may go). */
+  async #endedOrGone(jobId: string): Promise<boolean> {
+    try {
+      return isTerminal((await this.#o.store.jobs.get(jobId)).status);
+    } catch (e) {
+      if (e instanceof StoreError && e.kind === "not_found") return true;
+      throw e;
+    }
   }
 
   async #sweepStaleValidations(): Promise<void> {
