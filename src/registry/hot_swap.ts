@@ -15,7 +15,7 @@
  * and reconciliation converges on it.
  */
 import { InsufficientStorageError } from "../disk_space.ts";
-import type { AliasHistoryEntry, AliasRecord, AliasTarget } from "../store/alias_queries.ts";
+import { type AliasHistoryEntry, type AliasRecord, type AliasTarget, changeToUndo } from "../store/alias_queries.ts";
 import type { Page } from "../store/pagination.ts";
 import type { Store } from "../store/store.ts";
 import type { EngineLease } from "./engine_pool.ts";
@@ -77,14 +77,7 @@ export const RESERVED_ALIAS_PREFIX = "ftver-";
 
 /** The `previous` target a store rollback would restore (same stack semantics as AliasQueries.rollback). */
 export function rollbackTarget(historyNewestFirst: readonly AliasHistoryEntry[]): string | null {
-  let pendingUndos = 0;
-  for (const row of historyNewestFirst) {
-    if (row.action === "refused") continue; // a gate kept the alias: nothing to undo
-    if (row.action === "rollback") pendingUndos++;
-    else if (pendingUndos > 0) pendingUndos--;
-    else return row.previous?.target ?? null;
-  }
-  return null;
+  return changeToUndo(historyNewestFirst)?.previous?.target ?? null;
 }
 
 export class AliasCoordinator {

@@ -212,17 +212,7 @@ export class AliasQueries {
       const [current] = await tx.select(aliasColumns).from(aliases).where(eq(aliases.name, name)).limit(1);
       if (!current) throw new StoreError("not_found", `No such alias: ${name}`, "alias");
       const rows = await tx.select().from(history).where(eq(history.alias, name)).orderBy(desc(history.seq));
-      let pendingUndos = 0;
-      let undo: AliasHistoryEntry | null = null;
-      for (const row of rows.map(historyEntry)) {
-        if (row.action === "refused") continue; // changed nothing
-        if (row.action === "rollback") pendingUndos++;
-        else if (pendingUndos > 0) pendingUndos--;
-        else {
-          undo = row;
-          break;
-        }
-      }
+      const undo = changeToUndo(rows.map(historyEntry));
       if (!undo?.previous) {
         throw new StoreError("no_previous_target", `Alias ${name} has no previous target to roll back to`, "alias");
       }
@@ -308,4 +298,19 @@ function previousColumns(previous: ResolvedTarget | null) {
 
 function nextColumns(next: ResolvedTarget) {
   return { newKind: next.kind, newTarget: next.target, newVersionId: next.versionId };
+}
+
+/**
+ * The change a rollback undoes, from the alias's history newest first (stack semantics: each rollback undid the
+ * change before it; refused rows changed nothing), or null when there is none.
+ */
+export function changeToUndo(historyNewestFirst: readonly AliasHistoryEntry[]): AliasHistoryEntry | null {
+  let pendingUndos = 0;
+  for (const row of historyNewestFirst) {
+    if (row.action === "refused") continue;
+    if (row.action === "rollback") pendingUndos++;
+    else if (pendingUndos > 0) pendingUndos--;
+    else return row;
+  }
+  return null;
 }
