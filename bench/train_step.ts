@@ -51,8 +51,8 @@ import { lmGraphDims } from "../src/train/activation_memory.ts";
 import { DEVICES } from "../src/runtime/device.ts";
 import type { Device } from "../src/runtime/session.ts";
 import { collate } from "../src/train/batching.ts";
-import { buildLmTrainingGraph, initAdapterFactors, LmTrainingModel } from "../src/train/lm_training_graph.ts";
-import { RecordingModel } from "../src/train/merge_log.ts";
+import { initAdapterFactors, LmTrainingModel } from "../src/train/lm_training_graph.ts";
+import { foldDue, RecordingModel } from "../src/train/merge_log.ts";
 import { saveTrainingCheckpoint } from "../src/train/train_checkpoint.ts";
 import { type StepReport, Trainer } from "../src/train/trainer.ts";
 import { benchModel } from "./bench_model.ts";
@@ -107,9 +107,8 @@ const rssAfterSetup = Deno.memoryUsage().rss;
 const initial = initAdapterFactors(model.adapters, 0);
 for (const f of initial.values()) new Rng(2, "A").fillNormal(f.A, 0.01);
 
-// The work: the same graph the session runs, at the bench's sizes.
-const { graph } = buildLmTrainingGraph(ckpt, model.adapters, lm.weights.layout, { recompute: lm.recompute });
-const cost = graphCost(graph, lmGraphDims(batchSize, seqLen));
+// The work: the graph the session runs (the one its activation estimate reads), at the bench's sizes.
+const cost = graphCost(lm.memory.graph, lmGraphDims(batchSize, seqLen));
 if (cost.unresolved.length) throw new Error(`products of unknown size: ${cost.unresolved.slice(0, 3).join(", ")}`);
 // What the step needs: the most bytes its values hold at once (activation_memory.ts).
 const activations = { bytes: lm.memory.bytes(batchSize, seqLen) };
@@ -467,7 +466,7 @@ function projectedCheckpointSize(events: number): number {
     let kept = 0, folded = false;
     for (let e = 0; e < events; e++) {
       kept += a.rank;
-      if ((a.m + a.n) * kept > (folded ? 0.25 : 1) * a.m * a.n) [kept, folded] = [0, true];
+      if (foldDue(a.m, a.n, kept, folded)) [kept, folded] = [0, true];
     }
     const log = (a.m + a.n + 1) * kept + 3 * (kept / a.rank);
     return s + 4 * (log + (folded ? a.m * a.n : 0) + 3 * a.rank * (a.m + a.n));

@@ -28,6 +28,7 @@
  */
 import { MergeKernel } from "../../kernels/merge.ts";
 import type { LayerDelta, LowRankTerm } from "./layer_delta.ts";
+import { loraNames } from "./lora_graph.ts";
 import type { Device } from "../runtime/session.ts";
 import type {
   AdapterFactors,
@@ -65,8 +66,8 @@ const names = {
   /** [1]: merge events so far. */
   events: `${PREFIX}events`,
 };
-/** The weight state's tensor holding a layer's weight (lora_graph.ts loraNames.weight). */
-const weightName = (layer: string) => `weight.${layer}`;
+/** The weight state's tensor holding a layer's weight. */
+const weightName = loraNames.weight;
 
 export class MergeLogError extends Error {
   override name = "MergeLogError";
@@ -297,7 +298,7 @@ export class MergeLog implements WeightState {
   async #compact(touched: readonly string[]): Promise<void> {
     const due = [...new Set(touched)].filter((name) => {
       const l = this.#layers.get(name)!;
-      return (l.m + l.n) * l.k > (l.start === "dense" ? REFOLD_SHARE : 1) * l.m * l.n;
+      return foldDue(l.m, l.n, l.k, l.start === "dense");
     });
     if (due.length === 0) return;
     if (this.#base) {
@@ -429,6 +430,14 @@ function readFixups(
 /** After a fold from the weight, new merges fold again once they take this share of the dense size. */
 const REFOLD_SHARE = 0.25;
 
+/**
+ * Whether a layer's log of k columns (m x n weight) is folded: once it takes more floats than the dense
+ * weight, or a quarter of it after a fold that took D from the weight (`refold`).
+ */
+export function foldDue(m: number, n: number, k: number, refold: boolean): boolean {
+  return (m + n) * k > (refold ? REFOLD_SHARE : 1) * m * n;
+}
+
 /** fl(W₀ + D) with the fixups applied: the weight at the fold, bit for bit. */
 function weightAtFold(W0: Float32Array, D: Float32Array, fixups: Fixups): Float32Array {
   const W = new Float32Array(W0.length);
@@ -478,18 +487,10 @@ function takeColumns(X: Float32Array, rows: number, K: number, col: number, k: n
 
 /** [U₁ | U₂ | …] and [V₁ | V₂ | …] (row-major m x Σk and n x Σk). */
 export function concatTerms(terms: readonly LowRankTerm[], m: number, n: number): { U: Float32Array; V: Float32Array } {
-  const k = terms.reduce((s, t) => s + t.k, 0);
-  const cat = (rows: number, pick: (t: LowRankTerm) => Float32Array) => {
-    const out = new Float32Array(rows * k);
-    let col = 0;
-    for (const t of terms) {
-      const src = pick(t);
-      for (let i = 0; i < rows; i++) out.set(src.subarray(i * t.k, (i + 1) * t.k), i * k + col);
-      col += t.k;
-    }
-    return out;
+  return {
+    U: concatColumns(terms.map((t) => ({ X: t.U, k: t.k })), m),
+    V: concatColumns(terms.map((t) => ({ X: t.V, k: t.k })), n),
   };
-  return { U: cat(m, (t) => t.U), V: cat(n, (t) => t.V) };
 }
 
 /** A dense m x n matrix D as one exact term U Vᵀ: (D, Iₙ) when n ≤ m, else (Iₘ, Dᵀ); rank min(m, n). */
