@@ -69,8 +69,9 @@ export function evaluationSet(
 
 /**
  * Scores the weights `source` gives (a base checkpoint, or a version's: base
- * plus its delta). The training graph carries one rank-1 adapter whose
- * factors are zero, so it adds nothing: the loss is that of `source` alone.
+ * plus its delta) with the training engine's forward graph (no gradients).
+ * It carries one rank-1 adapter whose factors are zero, so it adds nothing:
+ * the loss is that of `source` alone.
  */
 export async function scoreModel(
   source: WeightSource,
@@ -80,6 +81,7 @@ export async function scoreModel(
   const model = await LmTrainingModel.create(source, { rank: 1, alpha: 1, targetModules: ["q_proj"], layers: [0] }, {
     device: on.device ?? "cpu",
     threads: on.threads,
+    gradients: false,
   });
   try {
     const factors = new Map<string, AdapterFactors>(

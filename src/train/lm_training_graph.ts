@@ -258,6 +258,11 @@ export interface LmTrainingModelOptions {
    * batch runs as micro-batches of whole rows (activation_memory.ts).
    */
   activationBudgetBytes?: number;
+  /**
+   * false: an evaluation-only model (scoring a model's weights): only the
+   * forward graph is built and opened; `forwardBackward` refuses. Default true.
+   */
+  gradients?: boolean;
 }
 
 export class LmTrainingModel implements TrainingModel<LmBatch> {
@@ -269,9 +274,11 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
     readonly weights: GraphWeightState,
     readonly options: LmTrainingModelOptions,
     private readonly train: TrainingSession,
-    /** The training graph's activation estimate. */
+    /** The training graph's activation estimate (the forward graph's for an evaluation-only model). */
     readonly memory: ActivationMemory,
-  ) {}
+  ) {
+    if (options.gradients === false) this.#evalSession = train;
+  }
 
   /** Whether the backward pass recomputes each layer's activations. */
   get recompute(): boolean {
@@ -309,7 +316,11 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
       : new CpuWeightState(layers, stateOpts);
     try {
       const build = (recompute: boolean) =>
-        buildLmTrainingGraph(source, adapters, weights.layout, { dtype: opts.dtype, recompute });
+        buildLmTrainingGraph(source, adapters, weights.layout, {
+          dtype: opts.dtype,
+          recompute,
+          gradients: opts.gradients,
+        });
       let built = build(opts.recompute === true);
       let memory = new ActivationMemory(built.graph, opts.recompute === true);
       const budget = opts.activationBudgetBytes ?? DEFAULT_ACTIVATION_BUDGET;
@@ -347,6 +358,7 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
    * the whole batch, up to float rounding).
    */
   async forwardBackward(batch: LmBatch, factors: ReadonlyMap<string, AdapterFactors>): Promise<StepResult> {
+    if (this.options.gradients === false) throw new Error("an evaluation-only model has no gradients");
     const parts: StepResult[] = [];
     for (const part of microBatches(batch, this.rowsPerRun(batch))) {
       const run = await this.train.run(factors, lmBatchFeeds(part));
@@ -382,7 +394,7 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
 
   async release(): Promise<void> {
     await this.train.release();
-    await this.#evalSession?.release();
+    if (this.#evalSession !== this.train) await this.#evalSession?.release();
     this.#evalSession = null;
     await this.weights.release();
   }
