@@ -174,15 +174,25 @@ export class AliasCoordinator {
         const { alias, changed } = await this.#store.aliases.set(name, storeTarget(t), reason);
         return { alias, serving: t.id, changed, event: null };
       }
-      const ready = await this.#prepare(name, "set", "api", from, t);
-      try {
-        const { alias, changed } = await this.#store.aliases.set(name, storeTarget(t), reason);
-        this.#registry.setAliasTarget(name, t.id);
-        return { alias, serving: t.id, changed, event: this.#switched(name, "set", "api", from, t, ready) };
-      } finally {
-        ready.lease.release();
-      }
+      return await this.#switchTo(name, t, from, () => this.#store.aliases.set(name, storeTarget(t), reason));
     });
+  }
+
+  /** Loads and validates `t`, then `write`s the change to the store and points `name` at `t` here (set, promote). */
+  async #switchTo(
+    name: string,
+    t: ModelTarget,
+    from: string | null,
+    write: () => Promise<{ alias: AliasRecord; changed: boolean }>,
+  ): Promise<AliasSwitch> {
+    const ready = await this.#prepare(name, "set", "api", from, t);
+    try {
+      const { alias, changed } = await write();
+      this.#registry.setAliasTarget(name, t.id);
+      return { alias, serving: t.id, changed, event: this.#switched(name, "set", "api", from, t, ready) };
+    } finally {
+      ready.lease.release();
+    }
   }
 
   /** Whether `promote` can evaluate (an evaluator was given). */
@@ -246,19 +256,14 @@ export class AliasCoordinator {
         await this.#store.aliases.refuse(name, storeTarget(t), why, evaluation, { expectedTarget: current });
         return { decision, switch: null };
       }
-      const ready = await this.#prepare(name, "set", "api", this.#registry.aliasTarget(name) ?? null, t);
-      try {
-        const { alias, changed } = await this.#store.aliases.set(name, storeTarget(t), why, {
-          evaluation,
-          expectedTarget: current,
-        });
-        const from = this.#registry.aliasTarget(name) ?? null;
-        this.#registry.setAliasTarget(name, t.id);
-        const event = this.#switched(name, "set", "api", from, t, ready);
-        return { decision, switch: { alias, serving: t.id, changed, event } };
-      } finally {
-        ready.lease.release();
-      }
+      const from = this.#registry.aliasTarget(name) ?? null;
+      const switched = await this.#switchTo(
+        name,
+        t,
+        from,
+        () => this.#store.aliases.set(name, storeTarget(t), why, { evaluation, expectedTarget: current }),
+      );
+      return { decision, switch: switched };
     });
   }
 
