@@ -19,11 +19,12 @@ import { parseArgs } from "node:util";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { Rng } from "../src/model/rng.ts";
 import { collate } from "../src/train/batching.ts";
+import { GiB } from "../src/train/activation_memory.ts";
 import { initAdapterFactors, LmTrainingModel } from "../src/train/lm_training_graph.ts";
 import { RecordingModel } from "../src/train/merge_log.ts";
 import { Trainer } from "../src/train/trainer.ts";
 import { benchModel } from "./bench_model.ts";
-import { benchTrainerConfig, FixedBatch } from "./fixed_batch.ts";
+import { benchTrainerConfig, f32WeightBytes, FixedBatch, loadAverage, peakRssBytes } from "./fixed_batch.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -43,18 +44,15 @@ if (values.help) {
 }
 const rows = Number(values.batch), seqLen = Number(values.seq), threads = Number(values.threads);
 const steps = Number(values.steps);
-const GiB = 2 ** 30;
-const peakRss = () => Number(/VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"))![1]) * 1024;
-const load = () => Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).map(Number);
-const loadStart = load();
+const loadStart = loadAverage();
 
 const { modelDir } = await benchModel("smollm2-135m");
 const ckpt = await openCheckpoint(modelDir);
 const lm = await LmTrainingModel.create(ckpt, { rank: 8, alpha: 16 }, { threads, maxLength: seqLen });
 const model = new RecordingModel(lm, { threads });
-const afterSetup = peakRss();
+const afterSetup = peakRssBytes();
 const rowsPerRun = lm.rowsPerRun({ batchSize: rows, seqLen });
-const weightBytes = [...ckpt.tensors.values()].reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1) * 4, 0);
+const weightBytes = f32WeightBytes(ckpt);
 const rng = new Rng(1, "bench/train_memory");
 const batch = collate(
   Array.from({ length: rows }, () => {
@@ -80,7 +78,7 @@ for (let i = 0; i < steps; i++) {
   last = await trainer.trainStep();
   stepS.push(Number(((performance.now() - t0) / 1000).toFixed(1)));
 }
-const peak = peakRss();
+const peak = peakRssBytes();
 const activations = lm.memory.bytes(rowsPerRun, seqLen);
 await trainer.release();
 await model.release();
@@ -108,7 +106,7 @@ const result = {
   step_s: stepS,
   loss: last.loss,
   counted_tokens: last.count,
-  load_average: { start: loadStart, end: load() },
+  load_average: { start: loadStart, end: loadAverage() },
 };
 if (values.json) {
   console.log(JSON.stringify(result));
@@ -123,5 +121,5 @@ console.log(
   }), ` +
     `${lm.recompute ? "layers recomputed" : "no recomputation"}, ${rowsPerRun} rows per run, step ${
       seconds.toFixed(0)
-    } s, load ${loadStart[0]}`,
+    } s, load ${loadStart?.[0] ?? "?"}`,
 );

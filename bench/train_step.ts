@@ -47,7 +47,7 @@ import { parseArgs } from "node:util";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { Rng } from "../src/model/rng.ts";
 import { graphCost, type MatMulCost } from "../src/onnx/graph_cost.ts";
-import { lmGraphDims } from "../src/train/activation_memory.ts";
+import { GiB, lmGraphDims } from "../src/train/activation_memory.ts";
 import { DEVICES } from "../src/runtime/device.ts";
 import type { Device } from "../src/runtime/session.ts";
 import { collate } from "../src/train/batching.ts";
@@ -56,7 +56,7 @@ import { foldDue, RecordingModel } from "../src/train/merge_log.ts";
 import { saveTrainingCheckpoint } from "../src/train/train_checkpoint.ts";
 import { type StepReport, Trainer } from "../src/train/trainer.ts";
 import { benchModel } from "./bench_model.ts";
-import { benchTrainerConfig, FixedBatch } from "./fixed_batch.ts";
+import { benchTrainerConfig, f32WeightBytes, FixedBatch, loadAverage, peakRssBytes } from "./fixed_batch.ts";
 import { type LimitRound, MatMulLimit } from "./matmul_limit.ts";
 import { type GraphRunPhases, graphRunPhases, modelRuns, readProfileEvents } from "./step_profile.ts";
 
@@ -112,7 +112,7 @@ const cost = graphCost(lm.memory.graph, lmGraphDims(batchSize, seqLen));
 if (cost.unresolved.length) throw new Error(`products of unknown size: ${cost.unresolved.slice(0, 3).join(", ")}`);
 // What the step needs: the most bytes its values hold at once (activation_memory.ts).
 const activations = { bytes: lm.memory.bytes(batchSize, seqLen) };
-const weightBytes = [...ckpt.tensors.values()].reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1) * 4, 0);
+const weightBytes = f32WeightBytes(ckpt);
 const kindOf = (c: MatMulCost): string =>
   c.ranks[0] >= 4 && c.ranks[1] >= 4
     ? "attention"
@@ -259,7 +259,6 @@ const summary = Object.fromEntries(runs.map((r) => {
   }];
 }));
 const lora = summary.lora.step_ms, i10 = summary.scalora_i10.step_ms, s1 = summary.scalora.step_ms;
-const GiB = 2 ** 30;
 const denseCheckpointBytes = denseCheckpointSize();
 const result = {
   bench: "train-step",
@@ -480,17 +479,4 @@ async function directoryBytes(dir: string): Promise<number> {
     total += e.isDirectory ? await directoryBytes(path) : (await Deno.stat(path)).size;
   }
   return total;
-}
-
-function peakRssBytes(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"));
-  return m ? Number(m[1]) * 1024 : Deno.memoryUsage().rss;
-}
-
-function loadAverage(): number[] | null {
-  try {
-    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).map(Number);
-  } catch {
-    return null;
-  }
 }
