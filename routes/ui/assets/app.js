@@ -6,7 +6,7 @@ const KEY = "scalora.apiKey";
 const body = document.body;
 const authRequired = body.dataset.auth === "required";
 
-export function apiKey() {
+function apiKey() {
   return sessionStorage.getItem(KEY);
 }
 

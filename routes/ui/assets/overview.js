@@ -3,7 +3,7 @@
 import { api, boot, el, every, fillTable, fmtBytes, fmtNum, row, setText } from "./app.js";
 
 /** Sums the samples of each metric family in a Prometheus text exposition (those `keep(labels)` accepts). */
-export function sumMetrics(text, keep = () => true) {
+function sumMetrics(text, keep = () => true) {
   const sums = new Map();
   for (const line of text.split("\n")) {
     if (!line || line.startsWith("#")) continue;
