@@ -268,12 +268,19 @@ export class MergeLog implements WeightState {
   /** The log as it stands; later merges do not change it. */
   view(): MergeLogView {
     return {
-      layers: new Map([...this.#layers].map(([name, l]) => [name, {
-        m: l.m,
-        n: l.n,
-        dense: l.dense,
-        chunks: l.merges.map((mg) => foldTerm(l, mg)),
-      }])),
+      layers: new Map([...this.#layers].map(([name, l]) => {
+        // The merges themselves never change, only the list grows: a copy of the list freezes the view, and
+        // the terms are folded when read (deltasOf), not at every checkpoint.
+        const merges = l.merges.slice();
+        return [name, {
+          m: l.m,
+          n: l.n,
+          dense: l.dense,
+          get chunks() {
+            return merges.map((mg) => foldTerm(l, mg));
+          },
+        }];
+      })),
     };
   }
 
