@@ -74,11 +74,6 @@ export class LocalCache {
     };
   }
 
-  pinned(path: string): boolean {
-    const e = this.entryOf(path);
-    return e !== null && this.#pins.has(e);
-  }
-
   /** Bytes the cached entries take now. */
   async usage(): Promise<number> {
     let total = 0;
