@@ -188,6 +188,9 @@ Deno.test("local cache: least recently used entries go past the budget, pinned o
     await new Promise((r) => setTimeout(r, 5));
     cache.touch(c);
     assert.equal(await cache.usage(), 3000);
+    // Later than c's use by the clock's millisecond: pinning is a use of a, and a tie with c would make the
+    // eviction order below a coin toss.
+    await new Promise((r) => setTimeout(r, 5));
     const unpinA = cache.pin(`${a}/data`);
     assert.deepEqual(await cache.enforce(), [b], "a is older but pinned: b goes");
     assert.equal(await cache.usage(), 2000);
