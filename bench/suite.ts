@@ -227,7 +227,7 @@ async function runTask(task: SuiteTask): Promise<TaskResult> {
   const old = reused?.tasks.find((t) =>
     t.id === task.id && t.examples === examples && (reused.seed ?? 0) === Number(values.seed)
   );
-  if (old?.runs.lora && old.lrGrid) {
+  if (old?.runs.lora) {
     lr = old.lr;
     lrGrid = old.lrGrid;
     runs.lora = old.runs.lora;
