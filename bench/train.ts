@@ -19,7 +19,8 @@
  * ScaLoRA's L: the auto rule with factorScale 0.5 (rescaled factors' RMS =
  * half of B's init RMS), the best of {0.16, 0.3, 0.5, 1} on this task; the
  * default rule (`lipschitz: "auto"`: keep q = 0.99 of the adapter's column
- * magnitude per step, src/train/lipschitz.ts) is also run and reported
+ * magnitude per step, merged from each column's smaller side,
+ * src/train/lipschitz.ts) is also run and reported
  * (`*_default_l`).
  *
  * Loss = mean token cross-entropy over the whole training set (the

@@ -17,6 +17,12 @@ import { Rng } from "../src/model/rng.ts";
 import { appliedScales, DEFAULT_KEEP, keptShare, lEtaS2, type LipschitzRule } from "../src/train/lipschitz.ts";
 import { columnScales, solveScaling } from "../src/train/scalora.ts";
 
+/**
+ * The default auto rule with the solve's α, β applied as they are: the L rule alone. The default split
+ * ("larger") only moves where each column's kept magnitude sits; it has its own tests at the end.
+ */
+const SOLVE_SPLIT: LipschitzRule = { kind: "auto", split: "solve" };
+
 interface Layer {
   m: number;
   n: number;
@@ -87,7 +93,8 @@ function rescale(
   const grams = gramsOf(l, opts.gradScale);
   const solution = solveScaling(grams);
   const spec = { name: "t", m: l.m, n: l.n, rank: l.r, scale: l.s };
-  const product = lEtaS2(opts.rule ?? { kind: "auto" }, {
+  const rule = opts.rule ?? SOLVE_SPLIT;
+  const product = lEtaS2(rule, {
     spec,
     lr: opts.lr ?? 1e-3,
     baseLr: opts.baseLr ?? 1e-3,
@@ -96,7 +103,7 @@ function rescale(
     solution,
     grams,
   });
-  const { alpha, beta } = appliedScales(opts.rule ?? { kind: "auto" }, columnScales(solution, product));
+  const { alpha, beta } = appliedScales(rule, columnScales(solution, product), grams, l);
   const At = l.A.map((v, i) => v * alpha[i % l.r]), Bt = l.B.map((v, i) => v * beta[i % l.r]);
   const D = l.A.map((v, i) => l.s * v * (1 - alpha[i % l.r] * beta[i % l.r]));
   const merged = new Float64Array(l.m * l.n);
@@ -152,7 +159,8 @@ Deno.test("auto L: an event keeps q^I of the adapter's column magnitude, whateve
     columnwise++;
     assert.ok(Math.abs(keptOf(a, l) - DEFAULT_KEEP ** 10) < 1e-12, `seed ${seed}: ${keptOf(a, l)}`);
     assert.ok(Math.abs(keptOf(rescale(l, { interval: 1 }), l) - DEFAULT_KEEP) < 1e-12);
-    assert.ok(Math.abs(keptOf(rescale(l, { rule: { kind: "auto", keep: 0.9 }, interval: 3 }), l) - 0.729) < 1e-12);
+    const keep09: LipschitzRule = { kind: "auto", keep: 0.9, split: "solve" };
+    assert.ok(Math.abs(keptOf(rescale(l, { rule: keep09, interval: 3 }), l) - 0.729) < 1e-12);
     // Neither the scheduled nor the base learning rate enters.
     sameOutcome(a, rescale(l, { lr: 2e-5, baseLr: 0.3 }), `seed ${seed}, learning rate`);
     // The merge only moves magnitude: the solve's ratios (α_k/β_k, and between columns) are kept.
@@ -274,7 +282,7 @@ Deno.test("auto L edge cases: free columns keep scale 1 and do not enter the kep
 });
 
 Deno.test("auto L, lrScaled: an event keeps q^(I·η_t/η), so only the schedule's shape enters, not the lr's scale", () => {
-  const rule: LipschitzRule = { kind: "auto", keep: 0.98, lrScaled: true };
+  const rule: LipschitzRule = { kind: "auto", keep: 0.98, lrScaled: true, split: "solve" };
   let columnwise = 0;
   for (let seed = 0; seed < 12; seed++) {
     const l = layer(seed);
@@ -282,7 +290,7 @@ Deno.test("auto L, lrScaled: an event keeps q^(I·η_t/η), so only the schedule
     if (full.kind !== "columnwise") continue;
     columnwise++;
     // At the peak of the schedule it is the plain keep rule.
-    sameOutcome(full, rescale(l, { rule: { kind: "auto", keep: 0.98 } }), `seed ${seed}: at η_t = η`);
+    sameOutcome(full, rescale(l, { rule: { ...SOLVE_SPLIT, keep: 0.98 } }), `seed ${seed}: at η_t = η`);
     // Halfway down the schedule it merges half as much in the exponent: γ = q^(I/2).
     const half = rescale(l, { rule, lr: 1e-3, baseLr: 2e-3 });
     assert.ok(Math.abs(keptOf(half, l) - 0.98 ** 5) < 1e-12, `seed ${seed}: ${keptOf(half, l)}`);
@@ -311,52 +319,102 @@ Deno.test("auto L, lrScaled: an event keeps q^(I·η_t/η), so only the schedule
   assert.throws(() => keptShare(rule, 10, -1));
 });
 
-Deno.test("auto L, balanced: the solve's merge per column, applied as α_k = β_k (the A/B split kept)", () => {
-  const rule: LipschitzRule = { kind: "auto", balanced: true };
-  let columnwise = 0;
+/** Expected ‖ΔW‖² of Adam's next step over ηs (direction entries of unit size): m·Σβ_k²‖b_k‖² + n·Σα_k²‖a_k‖². */
+function adamStep2(x: Rescaled, l: Layer): number {
+  let t = 0;
+  for (let k = 0; k < l.r; k++) {
+    let a2 = 0, b2 = 0;
+    for (let i = 0; i < l.m; i++) a2 += l.A[i * l.r + k] ** 2;
+    for (let j = 0; j < l.n; j++) b2 += l.B[j * l.r + k] ** 2;
+    t += l.m * x.beta[k] ** 2 * b2 + l.n * x.alpha[k] ** 2 * a2;
+  }
+  return t;
+}
+
+Deno.test("auto L, split: the solve's merge per column, applied to the smaller side (default) or evenly", () => {
+  const larger: LipschitzRule = { kind: "auto" }, balanced: LipschitzRule = { kind: "auto", split: "balanced" };
+  let columnwise = 0, sidesSeen = 0;
   for (let seed = 0; seed < 12; seed++) {
-    const l = layer(seed);
-    const plain = rescale(l), bal = rescale(l, { rule });
+    // Alternate which side is larger: A's entries 0.03 vs B's 0.1, and A's 0.3.
+    const base = layer(seed), l = seed % 2 ? base : { ...base, A: base.A.map((v) => v * 10) };
+    const plain = rescale(l), lg = rescale(l, { rule: larger }), bal = rescale(l, { rule: balanced });
     if (plain.kind !== "columnwise") continue;
     columnwise++;
-    // The same merge (α_kβ_k per column), so the same merged part and the same share kept.
-    close(bal.merged, plain.merged, `seed ${seed}: merged part`);
-    close(bal.alpha.map((a, k) => a * bal.beta[k]), plain.alpha.map((a, k) => a * plain.beta[k]), "α∘β");
-    close(bal.alpha, bal.beta, `seed ${seed}: α = β`);
-    // The rescaled factors still give W_eff: s·Ã·B̃ᵀ + merged = s·A·Bᵀ.
-    for (let i = 0; i < l.m; i++) {
-      for (let j = 0; j < l.n; j++) {
-        let before = 0, after = bal.merged[i * l.n + j];
-        for (let k = 0; k < l.r; k++) {
-          before += l.s * l.A[i * l.r + k] * l.B[j * l.r + k];
-          after += l.s * bal.At[i * l.r + k] * bal.Bt[j * l.r + k];
+    for (const x of [lg, bal]) {
+      // The same merge (α_kβ_k per column): the same merged part, the same share kept, the same W_eff.
+      close(x.merged, plain.merged, `seed ${seed}: merged part`);
+      close(x.alpha.map((a, k) => a * x.beta[k]), plain.alpha.map((a, k) => a * plain.beta[k]), "α∘β");
+      for (let i = 0; i < l.m; i++) {
+        for (let j = 0; j < l.n; j++) {
+          let before = 0, after = x.merged[i * l.n + j];
+          for (let k = 0; k < l.r; k++) {
+            before += l.s * l.A[i * l.r + k] * l.B[j * l.r + k];
+            after += l.s * x.At[i * l.r + k] * x.Bt[j * l.r + k];
+          }
+          assert.ok(Math.abs(before - after) <= 1e-12 * Math.max(1, Math.abs(before)));
         }
-        assert.ok(Math.abs(before - after) <= 1e-12 * Math.max(1, Math.abs(before)));
       }
     }
-    // Invariances of the keep rule carry over: loss and gradient scale, the A/B split, s.
-    sameOutcome(bal, rescale({ ...l, G: l.G.map((v) => v * 1e3) }, { rule }), `seed ${seed}: loss`);
-    sameOutcome(bal, rescale(l, { rule, gradScale: 0.01 }), `seed ${seed}: gradients`);
-    const c = [0.2, 4, 25];
-    const split = { ...l, A: l.A.map((v, i) => v * c[i % l.r]), B: l.B.map((v, i) => v / c[i % l.r]) };
-    const bs = rescale(split, { rule });
-    close(bs.merged, bal.merged, `seed ${seed}: A/B split, merged part`);
-    close(bs.alpha, bal.alpha, `seed ${seed}: A/B split, α`);
-    const d = 5;
-    const bS = rescale({ ...l, s: l.s * d * d, A: l.A.map((v) => v / d), B: l.B.map((v) => v / d) }, { rule });
-    close(bS.merged, bal.merged, `seed ${seed}: s, merged part`);
+    close(bal.alpha, bal.beta, `seed ${seed}: balanced, α = β`);
+    for (let k = 0; k < l.r; k++) {
+      // "larger": the side with the larger RMS entry keeps its size, the other takes the whole merge.
+      let a2 = 0, b2 = 0;
+      for (let i = 0; i < l.m; i++) a2 += l.A[i * l.r + k] ** 2;
+      for (let j = 0; j < l.n; j++) b2 += l.B[j * l.r + k] ** 2;
+      const keepB = a2 / l.m <= b2 / l.n;
+      sidesSeen |= keepB ? 1 : 2;
+      assert.equal(keepB ? lg.beta[k] : lg.alpha[k], 1, `seed ${seed}, column ${k}`);
+    }
+    // The largest expected Adam step among the splits of the same merge with no factor grown.
+    if (lg.alpha.every((a, k) => a * lg.beta[k] <= 1)) {
+      for (const other of [plain, bal]) assert.ok(adamStep2(lg, l) >= adamStep2(other, l) * (1 - 1e-12));
+    }
+    // Invariant to the loss and gradient scale and to s (with (s·d², A/d, B/d)); the merge also to the A/B split.
+    for (const [x, rule] of [[lg, larger], [bal, balanced]] as const) {
+      sameOutcome(x, rescale({ ...l, G: l.G.map((v) => v * 1e3) }, { rule }), `seed ${seed}: loss`);
+      sameOutcome(x, rescale(l, { rule, gradScale: 0.01 }), `seed ${seed}: gradients`);
+      const d = 5;
+      const sd = rescale({ ...l, s: l.s * d * d, A: l.A.map((v) => v / d), B: l.B.map((v) => v / d) }, { rule });
+      close(sd.merged, x.merged, `seed ${seed}: s, merged part`);
+      close(sd.At.map((v) => v * d), x.At, `seed ${seed}: s, Ã`);
+      const c = [0.2, 4, 25];
+      const split = { ...l, A: l.A.map((v, i) => v * c[i % l.r]), B: l.B.map((v, i) => v / c[i % l.r]) };
+      close(rescale(split, { rule }).merged, x.merged, `seed ${seed}: A/B split, merged part`);
+    }
   }
   assert.ok(columnwise >= 6, `only ${columnwise} column-wise problems`);
-  // Zero gradients: untouched; a fully merged column (a boundary solution) keeps the solve's scales.
-  const z = rescale({ ...layer(3), G: new Float64Array(14 * 11) }, { rule });
-  assert.ok([...z.alpha, ...z.beta].every((v) => v === 1));
-  const kept = appliedScales(rule, { alpha: Float64Array.of(0, 0.5), beta: Float64Array.of(1, 2) });
-  assert.deepEqual([...kept.alpha], [0, 1]);
-  assert.deepEqual([...kept.beta], [1, 1]);
-  // Free columns (scale 1 on one side) keep 1 on both when the other side is 1 too.
-  const free = appliedScales(rule, { alpha: Float64Array.of(1), beta: Float64Array.of(1) });
-  assert.deepEqual([...free.alpha, ...free.beta], [1, 1]);
+  assert.equal(sidesSeen, 3, "both sides were the larger one somewhere");
+  const grams = (a2: number[], b2: number[]) => ({
+    r: a2.length,
+    AtA: Float64Array.from({ length: a2.length ** 2 }, (_, i) => i % (a2.length + 1) ? 0 : a2[i / (a2.length + 1)]),
+    BtB: Float64Array.from({ length: b2.length ** 2 }, (_, i) => i % (b2.length + 1) ? 0 : b2[i / (b2.length + 1)]),
+  });
+  const dims = { m: 4, n: 4 };
+  for (const rule of [larger, balanced]) {
+    // Zero gradients: untouched.
+    const z = rescale({ ...layer(3), G: new Float64Array(14 * 11) }, { rule });
+    assert.ok([...z.alpha, ...z.beta].every((v) => v === 1));
+    // A column merged fully (a boundary solution) keeps the solve's scales.
+    const kept = appliedScales(
+      rule,
+      { alpha: Float64Array.of(0, 0.5), beta: Float64Array.of(1, 2) },
+      grams([1, 1], [2, 2]),
+      dims,
+    );
+    assert.deepEqual([kept.alpha[0], kept.beta[0]], [0, 1]);
+    // Scale 1 on both sides stays 1.
+    const free = appliedScales(rule, { alpha: Float64Array.of(1), beta: Float64Array.of(1) }, grams([1], [2]), dims);
+    assert.deepEqual([...free.alpha, ...free.beta], [1, 1]);
+  }
+  // A column the rule grows (α_kβ_k > 1) grows its smaller side.
+  const grow = appliedScales(larger, { alpha: Float64Array.of(1.5), beta: Float64Array.of(1) }, grams([1], [4]), dims);
+  assert.deepEqual([...grow.alpha, ...grow.beta], [1.5, 1]);
   // Not under the fixed rule (the paper's mode stays exact).
-  const fixed = appliedScales({ kind: "fixed", L: 10 }, { alpha: Float64Array.of(0.5), beta: Float64Array.of(2) });
+  const fixed = appliedScales(
+    { kind: "fixed", L: 10 },
+    { alpha: Float64Array.of(0.5), beta: Float64Array.of(2) },
+    grams([1], [4]),
+    dims,
+  );
   assert.deepEqual([...fixed.alpha, ...fixed.beta], [0.5, 2]);
 });

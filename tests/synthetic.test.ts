@@ -23,7 +23,8 @@ const cases: [string, TrainMode, number, LipschitzRule][] = [
   ["scalora I=10, auto L", "scalora", 10, { kind: "auto" }],
   ["scalora, L = 1000·λmax", "scalora", 1, paperL],
   ["scalora-scalar", "scalora-scalar", 1, { kind: "auto" }],
-  ["scalora I=10, auto L balanced", "scalora", 10, { kind: "auto", balanced: true }],
+  ["scalora I=10, auto L, the solve's split", "scalora", 10, { kind: "auto", split: "solve" }],
+  ["scalora I=10, auto L, balanced split", "scalora", 10, { kind: "auto", split: "balanced" }],
 ];
 
 for (const [label, mode, interval, lipschitz] of cases) {

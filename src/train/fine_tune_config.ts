@@ -13,7 +13,7 @@
 import { z } from "zod";
 import { DEVICES } from "../runtime/device.ts";
 import { TARGET_MODULES } from "./lm_training_graph.ts";
-import type { LipschitzRule } from "./lipschitz.ts";
+import { type LipschitzRule, MERGE_SPLITS } from "./lipschitz.ts";
 import type { TrainerConfig } from "./trainer.ts";
 
 export class FineTuneOptionsError extends Error {
@@ -45,7 +45,7 @@ const trainingFields = {
   interval: z.number().int().min(1).default(10),
   /**
    * ScaLoRA's L: a fixed value, "auto" (keep DEFAULT_KEEP of the adapter per
-   * step), or the auto rule with its knobs (keep, lrScaled, balanced, or the
+   * step), or the auto rule with its knobs (keep, lrScaled, split, or the
    * size-based stepScale / factorScale with minFactorToStep; lipschitz.ts).
    */
   lipschitz: z.union([
@@ -55,7 +55,7 @@ const trainingFields = {
       stepScale: z.number().positive().optional(),
       keep: z.number().positive().max(1).optional(),
       lrScaled: z.boolean().optional(),
-      balanced: z.boolean().optional(),
+      split: z.enum(MERGE_SPLITS).optional(),
       factorScale: z.number().positive().optional(),
       minFactorToStep: z.number().positive().optional(),
     }).strict(),

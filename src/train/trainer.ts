@@ -249,7 +249,7 @@ export class Trainer<Batch> {
         solution: sol,
         grams: grams[i] as ScalingGrams,
       });
-      const sc = appliedScales(this.config.lipschitz, columnScales(sol, product));
+      const sc = appliedScales(this.config.lipschitz, columnScales(sol, product), grams[i], spec);
       kinds[sol.kind]++;
       scales.set(spec.name, sc);
       lSum += product;

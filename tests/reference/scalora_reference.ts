@@ -95,7 +95,7 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
         solution: sol,
         grams,
       });
-      const { alpha, beta } = appliedScales(o.lipschitz, columnScales(sol, product));
+      const { alpha, beta } = appliedScales(o.lipschitz, columnScales(sol, product), grams, spec);
       for (let i = 0; i < m; i++) {
         for (let j = 0; j < n; j++) {
           let acc = 0;
