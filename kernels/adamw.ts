@@ -55,6 +55,20 @@ export interface AdamWFlat {
 
 const SCALARS = ["lr", "beta1", "beta2", "eps", "weight_decay", "step", "grad_scale"] as const;
 
+/** The step's hyper-parameters as the scalar inputs both AdamW graphs take. */
+function hyperFeeds(hp: AdamWHyper): Record<string, ort.Tensor> {
+  const scalar = (x: number) => new ort.Tensor("float32", Float32Array.of(x), []);
+  return {
+    lr: scalar(hp.lr),
+    beta1: scalar(hp.beta1),
+    beta2: scalar(hp.beta2),
+    eps: scalar(hp.eps),
+    weight_decay: scalar(hp.weightDecay),
+    step: scalar(hp.step),
+    grad_scale: scalar(hp.gradScale),
+  };
+}
+
 export class AdamWKernel {
   readonly #sessions: KernelSessions;
   readonly #ones = new Map<number, Float32Array>();
@@ -69,16 +83,7 @@ export class AdamWKernel {
     if (!(hp.step >= 1)) throw new KernelError(`AdamW: step must be >= 1, got ${hp.step}`);
     const key = tensors.map((t) => `${t.rows}x${t.cols}`).join(",");
     const session = await this.#sessions.get(key, () => buildModel(tensors));
-    const scalar = (x: number) => new ort.Tensor("float32", Float32Array.of(x), []);
-    const feeds: Record<string, ort.Tensor> = {
-      lr: scalar(hp.lr),
-      beta1: scalar(hp.beta1),
-      beta2: scalar(hp.beta2),
-      eps: scalar(hp.eps),
-      weight_decay: scalar(hp.weightDecay),
-      step: scalar(hp.step),
-      grad_scale: scalar(hp.gradScale),
-    };
+    const feeds = hyperFeeds(hp);
     tensors.forEach((t, i) => {
       const n = t.rows * t.cols;
       if (t.p.length !== n || t.g.length !== n || t.m.length !== n || t.v.length !== n) {
@@ -112,16 +117,9 @@ export class AdamWKernel {
     if (!!t.paramScale !== !!t.momentScale) throw new KernelError("AdamW: give both scales or neither");
     const scaled = !!t.paramScale;
     const session = await this.#sessions.get(`flat:${n}:${scaled}`, () => buildFlatModel(n, scaled));
-    const scalar = (x: number) => new ort.Tensor("float32", Float32Array.of(x), []);
     const vec = (x: Float32Array) => new ort.Tensor("float32", x, [n]);
     const feeds: Record<string, ort.Tensor> = {
-      lr: scalar(hp.lr),
-      beta1: scalar(hp.beta1),
-      beta2: scalar(hp.beta2),
-      eps: scalar(hp.eps),
-      weight_decay: scalar(hp.weightDecay),
-      step: scalar(hp.step),
-      grad_scale: scalar(hp.gradScale),
+      ...hyperFeeds(hp),
       p: vec(t.p),
       g: vec(t.g),
       m: vec(t.m),

@@ -20,6 +20,7 @@ import {
 } from "../src/jobs/job_spec.ts";
 import { GATE_METRICS } from "../src/registry/types.ts";
 import { TARGET_MODULES } from "../src/train/lm_training_graph.ts";
+import { MERGE_SPLITS } from "../src/train/lipschitz.ts";
 
 const int = (min: number, max: number) =>
   z.number({ error: `must be an integer between ${min} and ${max}` }).int({
@@ -60,6 +61,11 @@ export const HyperparametersSchema = z.strictObject({
   }),
   lipschitz: autoOr(positive(1e12), "a positive number").openapi({
     description: "ScaLoRA's L: a fixed value, or `auto` (default: derived from the factors each rescaling).",
+  }),
+  merge_split: z.enum(MERGE_SPLITS, { error: `must be one of ${MERGE_SPLITS.join(", ")}` }).nullish().openapi({
+    description: "With `lipschitz: auto`, where each rescaling takes a column's merge from: `larger` (the default: " +
+      "only the side with the smaller entries shrinks, so Adam's steps keep LoRA's size), `balanced` (both sides " +
+      "alike) or `solve` (the paper's α, β; smaller steps, for a learning rate at the edge of stability).",
   }),
   target_modules: z.array(z.enum(TARGET_MODULES, { error: `must be one of ${TARGET_MODULES.join(", ")}` }))
     .min(1, { error: "must name at least one module" }).nullish().openapi({
@@ -162,6 +168,7 @@ const ResolvedHyperparametersSchema = z.object({
   scaling: z.enum(SCALINGS as [Scaling, ...Scaling[]]),
   interval: z.number().int(),
   lipschitz: z.union([z.number(), z.literal("auto")]),
+  merge_split: z.enum(MERGE_SPLITS),
   target_modules: z.array(z.string()),
   max_length: z.number().int(),
   checkpoint_every: z.number().int(),

@@ -78,7 +78,8 @@ export function healthRoutes(deps: HealthDeps): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
   app.openapi(health, (c) => c.json({ status: "ok" }, 200));
   app.openapi(ready, async (c) => {
-    const usage = await deps.disk?.usage();
+    // The two probes are independent: a slow database does not hold up the disk check, nor the reverse.
+    const [usage, dbOk] = await Promise.all([deps.disk?.usage(), deps.database?.()]);
     const disk = usage && deps.disk
       ? {
         free_bytes: usage.freeBytes,
@@ -87,7 +88,7 @@ export function healthRoutes(deps: HealthDeps): OpenAPIHono<AppEnv> {
         pressure: usage.pressure,
       }
       : undefined;
-    const database = deps.database ? ((await deps.database()) ? "ok" as const : "unreachable" as const) : undefined;
+    const database = deps.database ? (dbOk ? "ok" as const : "unreachable" as const) : undefined;
     const r = deps.replica?.();
     const replica = r ? { id: r.id, training_job: r.trainingJob } : undefined;
     const extra = { disk, ...(database ? { database } : {}), ...(replica ? { replica } : {}) };

@@ -5,7 +5,15 @@
  */
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import assert from "node:assert/strict";
-import { BASE_LEARNING_RATE, DEFAULTS, resolveHyperparameters, SCALING_METHODS } from "../src/jobs/job_spec.ts";
+import {
+  BASE_LEARNING_RATE,
+  DEFAULTS,
+  parseStoredMethod,
+  resolveHyperparameters,
+  SCALING_METHODS,
+  storedMethod,
+  trainOptions,
+} from "../src/jobs/job_spec.ts";
 import {
   FineTuneOptionsError,
   parseFineTuneOptions,
@@ -59,6 +67,21 @@ Deno.test("config: the API's defaults are the configuration's", () => {
   assert.equal(hp.max_length, TRAINING_DEFAULTS.maxLength);
   assert.equal(hp.learning_rate_multiplier * BASE_LEARNING_RATE, TRAINING_DEFAULTS.learningRate);
   assert.equal(DEFAULTS.alphaPerRank * 4, resolveHyperparameters({ rank: 4 }, 1000).alpha);
+});
+
+Deno.test("config: the API's merge_split reaches the auto rule; a job stored before the field reads the default", () => {
+  const at = { model: "m", dataDir: "d", trainText: "", seed: 0, checkpointDir: "c" };
+  const solve = resolveHyperparameters({ merge_split: "solve" }, 100);
+  assert.deepEqual(trainOptions(solve, at).lipschitz, { split: "solve" });
+  // The default split is plain "auto" (the fingerprint of runs checkpointed before the field is unchanged).
+  const plain = resolveHyperparameters({}, 100);
+  assert.equal(plain.merge_split, DEFAULTS.mergeSplit);
+  assert.equal(trainOptions(plain, at).lipschitz, "auto");
+  // A fixed L is the paper's mode: the split does not apply.
+  assert.equal(trainOptions(resolveHyperparameters({ lipschitz: 30, merge_split: "solve" }, 100), at).lipschitz, 30);
+  const { merge_split: _, ...older } = plain;
+  const stored = parseStoredMethod(JSON.parse(JSON.stringify(storedMethod(older as typeof plain, null))));
+  assert.equal(stored.supervised.hyperparameters.merge_split, DEFAULTS.mergeSplit);
 });
 
 Deno.test("config: the trajectory keys, in the order checkpoints were fingerprinted with", () => {

@@ -116,6 +116,7 @@ Deno.test("fine-tuning API", async (t) => {
         scaling: "scalar",
         interval: 10,
         lipschitz: 3,
+        merge_split: "larger",
         target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         max_length: 512,
         checkpoint_every: 6,
@@ -153,7 +154,15 @@ Deno.test("fine-tuning API", async (t) => {
         "hyperparameters",
         "conflicting_parameters",
       );
-      for (const j of [auto, legacy]) await finished(j.id as string);
+      // The auto L's split: the default when left out, passed to fineTune as the rule's split.
+      const split = await ok(await post("/v1/fine_tuning/jobs", job(hp({ merge_split: "solve" }))));
+      assert.equal((split.hyperparameters as Json).lipschitz, "auto");
+      assert.equal((split.hyperparameters as Json).merge_split, "solve");
+      assert.equal((auto.hyperparameters as Json).merge_split, "larger");
+      for (const j of [auto, legacy, split]) await finished(j.id as string);
+      const runs = backend.runs.slice(-3);
+      assert.ok(runs.some((o) => JSON.stringify(o.lipschitz) === '{"split":"solve"}'), JSON.stringify(runs));
+      assert.ok(runs.some((o) => o.lipschitz === "auto"), "the default split stays plain auto");
     });
 
     await t.step("bad inputs are 4xx naming the parameter, never 5xx", async () => {
@@ -183,6 +192,7 @@ Deno.test("fine-tuning API", async (t) => {
         [{ scaling: "rows" }, "scaling"],
         [{ interval: 0 }, "interval"],
         [{ lipschitz: "high" }, "lipschitz"],
+        [{ merge_split: "even" }, "merge_split"],
         [{ target_modules: ["lm_head"] }, "target_modules[0]"],
         [{ target_modules: [] }, "target_modules"],
         [{ max_length: 4 }, "max_length"],
@@ -229,7 +239,7 @@ Deno.test("fine-tuning API", async (t) => {
         (e: Error & { code?: string; param?: string }) =>
           e.code === "invalid_file_purpose" && e.param === "training_file" && /purpose 'assistants'/.test(e.message),
       );
-      assert.equal((await store.jobs.list({ limit: 100 })).data.length, 3, "no job was created by a bad request");
+      assert.equal((await store.jobs.list({ limit: 100 })).data.length, 4, "no job was created by a bad request");
     });
 
     await t.step("each bad line fails its job with the line's code, message and param", async () => {

@@ -36,6 +36,19 @@ Deno.test("train CLI: bad lines exit 1 untrained; a run writes the merged model 
     const usage = await train(["--model", `${root}/m`, "--data", `${root}/good.jsonl`, "--rank", "two"]);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--rank must be an integer/);
+    const badRule = await train(["--model", `${root}/m`, "--data", `${root}/good.jsonl`, "--lipschitz", "{split"]);
+    assert.equal(badRule.code, 2);
+    assert.match(badRule.stderr, /--lipschitz: not a JSON object/);
+    const badSplit = await train([
+      "--model",
+      `${root}/m`,
+      "--data",
+      `${root}/good.jsonl`,
+      "--lipschitz",
+      '{"split":"sideways"}',
+    ]);
+    assert.notEqual(badSplit.code, 0);
+    assert.match(badSplit.stderr, /lipschitz/);
 
     const ok = await train([
       "--model",
@@ -50,6 +63,8 @@ Deno.test("train CLI: bad lines exit 1 untrained; a run writes the merged model 
       "2",
       "--interval",
       "2",
+      "--lipschitz",
+      '{"split":"solve"}',
       "--lr",
       "1e-2",
       "--log-every",

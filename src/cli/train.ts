@@ -53,7 +53,7 @@ const TRAINING_FLAGS: readonly [flag: string, field: keyof TrainingConfig, takes
   ["rank", "rank", "N"],
   ["alpha", "alpha", "X"],
   ["interval", "interval", "N"],
-  ["lipschitz", "lipschitz", "auto|L"],
+  ["lipschitz", "lipschitz", "auto|L|JSON"],
   ["target-modules", "targetModules", "q_proj,v_proj,..."],
   ["epochs", "epochs", "N"],
   ["batch-size", "batchSize", "N"],
@@ -99,7 +99,16 @@ function help(): string {
 function readTrainingFlag(flag: string, takes: string, value: string): unknown {
   if (takes === "N") return integerFlag(flag, value);
   if (takes === "X") return numberFlag(flag, value);
-  if (flag === "lipschitz") return value === "auto" ? "auto" : numberFlag(flag, value);
+  if (flag === "lipschitz") {
+    if (value === "auto") return "auto";
+    if (!value.trimStart().startsWith("{")) return numberFlag(flag, value);
+    // The auto rule with its options, e.g. '{"split":"solve"}' (fineTune's configuration checks the keys).
+    try {
+      return JSON.parse(value);
+    } catch {
+      throw new UsageError(`--lipschitz: not a JSON object: ${value}`);
+    }
+  }
   if (flag === "target-modules") return value.split(",").map((s) => oneOfFlag(flag, s.trim(), TARGET_MODULES));
   return oneOfFlag(flag, value, takes.split("|"));
 }

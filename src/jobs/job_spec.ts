@@ -20,6 +20,7 @@ import type { Device } from "../runtime/device.ts";
 import type { FineTuneOptions } from "../train/fine_tune.ts";
 import { ALPHA_PER_RANK, type Method, TRAINING_DEFAULTS } from "../train/fine_tune_config.ts";
 import { TARGET_MODULES, type TargetModule } from "../train/lm_training_graph.ts";
+import { DEFAULT_SPLIT, MERGE_SPLITS, type MergeSplit } from "../train/lipschitz.ts";
 
 /** learning_rate_multiplier x this = the optimizer's peak learning rate (the configuration's default rate). */
 export const BASE_LEARNING_RATE = TRAINING_DEFAULTS.learningRate;
@@ -60,6 +61,7 @@ export const DEFAULTS = {
   scaling: scalingOf(TRAINING_DEFAULTS.method),
   interval: TRAINING_DEFAULTS.interval,
   lipschitz: apiLipschitz(TRAINING_DEFAULTS.lipschitz),
+  mergeSplit: DEFAULT_SPLIT,
   targetModules: TRAINING_DEFAULTS.targetModules,
   maxLength: TRAINING_DEFAULTS.maxLength,
 };
@@ -74,6 +76,7 @@ export interface HyperparameterRequest {
   scaling?: Scaling | null;
   interval?: number | null;
   lipschitz?: number | "auto" | null;
+  merge_split?: MergeSplit | null;
   target_modules?: TargetModule[] | null;
   max_length?: number | null;
   checkpoint_every?: number | "auto" | null;
@@ -88,6 +91,8 @@ const ResolvedSchema = z.object({
   scaling: z.enum(SCALINGS as [Scaling, ...Scaling[]]),
   interval: z.number().int().min(1),
   lipschitz: z.union([z.number().positive(), z.literal("auto")]),
+  /** A job stored before the field existed takes the default (its checkpoints resume: see trainOptions). */
+  merge_split: z.enum(MERGE_SPLITS).default(DEFAULT_SPLIT),
   target_modules: z.array(z.enum(TARGET_MODULES)).min(1),
   max_length: z.number().int().min(2),
   checkpoint_every: z.number().int().min(0),
@@ -125,6 +130,7 @@ export function resolveHyperparameters(req: HyperparameterRequest, examples: num
     scaling: given(req.scaling) ?? DEFAULTS.scaling,
     interval: given(req.interval) ?? DEFAULTS.interval,
     lipschitz: req.lipschitz ?? DEFAULTS.lipschitz,
+    merge_split: req.merge_split ?? DEFAULTS.mergeSplit,
     target_modules: [...new Set(given(req.target_modules) ?? DEFAULTS.targetModules)],
     max_length: given(req.max_length) ?? DEFAULTS.maxLength,
     checkpoint_every: given(req.checkpoint_every) ?? stepsPerEpoch,
@@ -251,7 +257,9 @@ export function trainOptions(hp: ResolvedHyperparameters, at: RunPlacement): Tra
     rank: hp.rank,
     alpha: hp.alpha,
     interval: hp.interval,
-    lipschitz: hp.lipschitz,
+    // The split applies to the auto rule only (a fixed L is the paper's mode, with the solve's α, β). The
+    // default split stays plain "auto", so the run's fingerprint (and a checkpoint's resume) does not change.
+    lipschitz: hp.lipschitz === "auto" && hp.merge_split !== DEFAULT_SPLIT ? { split: hp.merge_split } : hp.lipschitz,
     targetModules: [...hp.target_modules],
     epochs: hp.n_epochs,
     batchSize: hp.batch_size,
