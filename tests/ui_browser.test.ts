@@ -198,6 +198,7 @@ browserTest(
         assert.equal(await page.locator("#hp-rank").getAttribute("placeholder"), "8");
         assert.equal(await page.locator("#hp-interval").getAttribute("placeholder"), "10");
         assert.equal(await page.locator("#method").inputValue(), "column");
+        assert.equal(await page.locator("#hp-merge-split").inputValue(), "larger");
 
         await dropFile(page, "#training-drop", "bad.jsonl", BAD);
         const issues = page.locator("#training-issues tbody tr");

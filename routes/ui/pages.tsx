@@ -9,6 +9,7 @@
 import { BASE_LEARNING_RATE, DEFAULTS, LIMITS, PROMOTION_DEFAULTS, SCALINGS } from "../../src/jobs/job_spec.ts";
 import { GATE_METRICS } from "../../src/registry/types.ts";
 import { TARGET_MODULES } from "../../src/train/lm_training_graph.ts";
+import { MERGE_SPLITS, type MergeSplit } from "../../src/train/lipschitz.ts";
 
 function Table(props: { id: string; caption: string; columns: string[]; empty: string }) {
   return (
@@ -209,6 +210,12 @@ function DropZone(props: { role: "training" | "validation"; label: string; requi
   );
 }
 
+const SPLIT_LABELS: Record<MergeSplit, string> = {
+  larger: "the smaller side (default)",
+  balanced: "both sides alike",
+  solve: "as the solve says (smaller steps)",
+};
+
 const METHOD_LABELS: Record<(typeof SCALINGS)[number], string> = {
   column: "ScaLoRA (column-wise scaling)",
   scalar: "ScaLoRA-scalar",
@@ -291,6 +298,12 @@ export function NewJobPage() {
           <div class="field">
             <label for="hp-lipschitz">Lipschitz L</label>
             <input id="hp-lipschitz" name="lipschitz" type="text" placeholder={String(d.lipschitz)} />
+          </div>
+          <div class="field">
+            <label for="hp-merge-split">Merge from (auto L)</label>
+            <select id="hp-merge-split" name="merge_split">
+              {MERGE_SPLITS.map((m) => <option value={m} selected={m === d.mergeSplit}>{SPLIT_LABELS[m]}</option>)}
+            </select>
           </div>
           <NumberField
             name="max_length"

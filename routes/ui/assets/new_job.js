@@ -142,6 +142,7 @@ function request() {
     scaling: v("scaling"),
     interval: num("interval"),
     lipschitz: v("lipschitz") === "" ? undefined : v("lipschitz") === "auto" ? "auto" : Number(v("lipschitz")),
+    merge_split: v("merge_split"),
     max_length: num("max_length"),
     checkpoint_every: num("checkpoint_every"),
     target_modules: [...form.querySelectorAll("input[name=target_modules]:checked")].map((c) => c.value),
