@@ -246,24 +246,24 @@ export class VersionService {
   }
 
   async #collect(record: VersionRecord): Promise<void> {
-    if ((await this.store.versions.countByHash(record.contentHash)) === 0) {
-      if (this.artifacts.remote) await this.artifacts.delete(deltaKey(record.contentHash));
-    }
+    const unreferenced = (await this.store.versions.countByHash(record.contentHash)) === 0;
+    if (unreferenced && this.artifacts.remote) await this.artifacts.delete(deltaKey(record.contentHash));
     if (this.artifacts.remote) await this.artifacts.deletePrefix(`exports/${record.id}/`);
-    await this.purgeLocal(record);
+    await this.purgeLocal(record, unreferenced);
   }
 
   /**
    * Removes a version's local files: its delta (when no other version stores
    * the same content), serving directories and exports. A replica runs this
    * for versions deleted anywhere (the registry, once their engine closed).
+   * `unreferenced`: whether no version stores the same content (asked of the store when not given).
    */
-  async purgeLocal(record: VersionRecord): Promise<void> {
+  async purgeLocal(record: VersionRecord, unreferenced?: boolean): Promise<void> {
     const remove = (path: string) =>
       Deno.remove(path, { recursive: true }).catch((e) => {
         if (!(e instanceof Deno.errors.NotFound)) console.error(`deleting ${record.name}: cannot remove ${path}: ${e}`);
       });
-    if ((await this.store.versions.countByHash(record.contentHash)) === 0) {
+    if (unreferenced ?? (await this.store.versions.countByHash(record.contentHash)) === 0) {
       await remove(`${this.dataDir}/versions/${record.contentHash}`);
       // Serving directories are keyed by the base's compiled directory: only a base served here has one.
       if (this.bases.has(record.baseModel)) {
