@@ -17,7 +17,7 @@ import OpenAI from "openai";
 import { loadConfig } from "../src/config.ts";
 import { InsufficientStorageError, isDiskFull } from "../src/disk_space.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
+import { tinyLlama } from "./helpers/service.ts";
 import { createServices } from "../src/services.ts";
 import { BlobStore } from "../src/store/blob_store.ts";
 import { FileService } from "../src/store/file_service.ts";
@@ -102,13 +102,7 @@ Deno.test({
     const mnt = `${root}/disk`;
     await Deno.mkdir(mnt);
     assert.ok(await run("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt), "mount");
-    const { dir: model } = await generateTinyModel({
-      out: `${root}/model`,
-      arch: "llama",
-      preset: "tiny",
-      tokenizer: "bytes",
-      seed: 21,
-    });
+    const model = await tinyLlama(root, 21);
     const env = { MODEL: model, DATA_DIR: `${mnt}/data`, DEVICE: "cpu", DISK_LOW_FREE_BYTES: String(4 * 1024 ** 2) };
     const services = await createServices(loadConfig(env), env, { logRequest: () => {} });
     const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, services.app.fetch);
@@ -221,13 +215,7 @@ Deno.test({
     const mnt = `${root}/disk`;
     await Deno.mkdir(mnt);
     assert.ok(await run("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt), "mount");
-    const { dir: model } = await generateTinyModel({
-      out: `${root}/model`,
-      arch: "llama",
-      preset: "tiny",
-      tokenizer: "bytes",
-      seed: 22,
-    });
+    const model = await tinyLlama(root, 22);
     const env = { MODEL: model, DATA_DIR: `${mnt}/data`, DEVICE: "cpu", DISK_LOW_FREE_BYTES: String(4 * 1024 ** 2) };
     const services = await createServices(loadConfig(env), env, { logRequest: () => {}, diskPollMs: 200 });
     const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, services.app.fetch);

@@ -257,13 +257,7 @@ Deno.test("e2e: OpenAI client against the server (tiny llama, bytes tokenizer)",
 
 Deno.test("e2e: API keys required on /v1 when configured", async () => {
   const root = await Deno.makeTempDir();
-  const { dir } = await generateTinyModel({
-    out: `${root}/model`,
-    arch: "llama",
-    preset: "tiny",
-    tokenizer: "bytes",
-    seed: 1,
-  });
+  const dir = await tinyLlama(root, 1);
   const model = await openServedModel(dir, `${root}/data`, MODEL_ID);
   const srv = serve(model, { apiKeys: ["sk-good"] }, "sk-good");
   try {
@@ -320,13 +314,7 @@ Deno.test("e2e: chat with the real Qwen3 tokenizer and template", async () => {
 
 Deno.test("e2e: 32 concurrent streams each equal their solo greedy output; /health stays < 100 ms", async () => {
   const root = await Deno.makeTempDir();
-  const { dir } = await generateTinyModel({
-    out: `${root}/model`,
-    arch: "llama",
-    preset: "tiny",
-    tokenizer: "bytes",
-    seed: 9,
-  });
+  const dir = await tinyLlama(root, 9);
   const model = await openServedModel(dir, `${root}/data`, MODEL_ID);
   const srv = serve(model);
   try {

@@ -18,7 +18,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { loadConfig } from "../src/config.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
+import { tinyLlama } from "./helpers/service.ts";
 import { createServices, type Services } from "../src/services.ts";
 import { createTestDatabase, storeBackends } from "./helpers/store_backends.ts";
 import { randomDeltas } from "./helpers/registry_fixtures.ts";
@@ -382,13 +382,7 @@ for (const backend of storeBackends) {
     fn: async () => {
       const root = await Deno.makeTempDir({ prefix: "scalora-fuzz-" });
       const db = backend.name === "postgres" ? await createTestDatabase() : null;
-      const { dir } = await generateTinyModel({
-        out: `${root}/model`,
-        arch: "llama",
-        preset: "tiny",
-        tokenizer: "bytes",
-        seed: 9,
-      });
+      const dir = await tinyLlama(root, 9);
       const env: Record<string, string> = {
         MODEL: dir,
         DATA_DIR: `${root}/data`,

@@ -11,7 +11,7 @@ import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or tran
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { loadConfig } from "../src/config.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
+import { tinyLlama } from "./helpers/service.ts";
 import { createServices } from "../src/services.ts";
 import { createTestDatabase, storeBackends } from "./helpers/store_backends.ts";
 
@@ -39,13 +39,7 @@ for (const backend of storeBackends) {
     fn: async () => {
       const root = await Deno.makeTempDir({ prefix: "scalora-hardening-" });
       const db = backend.name === "postgres" ? await createTestDatabase() : null;
-      const { dir: model } = await generateTinyModel({
-        out: `${root}/model`,
-        arch: "llama",
-        preset: "tiny",
-        tokenizer: "bytes",
-        seed: 41,
-      });
+      const model = await tinyLlama(root, 41);
       const env: Record<string, string> = {
         MODEL: model,
         DATA_DIR: `${root}/data`,

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { loadConfig } from "../src/config.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
-import { generateTinyModel } from "../src/model/tiny_model.ts";
+import { tinyLlama } from "./helpers/service.ts";
 import { OWNED_BY } from "../src/registry/model_registry.ts";
 import { createServices } from "../src/services.ts";
 import { pathExists } from "../src/path_checks.ts";
@@ -48,13 +48,7 @@ for (const backend of storeBackends) {
     fn: async () => {
       const root = await Deno.makeTempDir({ prefix: "scalora-delete-" });
       const db = backend.name === "postgres" ? await createTestDatabase() : null;
-      const { dir: model } = await generateTinyModel({
-        out: `${root}/model`,
-        arch: "llama",
-        preset: "tiny",
-        tokenizer: "bytes",
-        seed: 31,
-      });
+      const model = await tinyLlama(root, 31);
       const dataDir = `${root}/data`;
       const env: Record<string, string> = {
         MODEL: model,

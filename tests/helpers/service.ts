@@ -26,14 +26,14 @@ export const replyJsonl = (questions: readonly string[]): string =>
     JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: REPLY }] })
   ).join("\n") + "\n";
 
-/** A tiny llama (bytes tokenizer, seed 5) generated under `<root>/model`; its directory. */
-export async function tinyLlama(root: string): Promise<string> {
+/** A tiny llama (bytes tokenizer, weights from `seed`) generated under `<root>/model`; its directory. */
+export async function tinyLlama(root: string, seed = 5): Promise<string> {
   const { dir } = await generateTinyModel({
     out: `${root}/model`,
     arch: "llama",
     preset: "tiny",
     tokenizer: "bytes",
-    seed: 5,
+    seed,
   });
   return dir;
 }
