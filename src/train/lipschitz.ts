@@ -155,6 +155,11 @@ export function keptShare(rule: AutoRule, interval = 1, lrRatio = 1): number {
   return q ** (interval * ((rule.lrScaled ?? DEFAULT_LR_SCALED) ? lrRatio : 1));
 }
 
+/** Whether an auto rule is one of the size-based forms (stepScale, factorScale) rather than the keep rule. */
+function sizeBased(rule: AutoRule): boolean {
+  return rule.factorScale !== undefined || rule.stepScale !== undefined;
+}
+
 /** The target RMS of the rescaled factors under the size-based auto forms (stepScale, factorScale). */
 export function autoFactorTarget(rule: AutoRule, ctx: { lr: number; baseLr?: number; initRms: number }): number {
   const target = rule.factorScale !== undefined
@@ -166,7 +171,7 @@ export function autoFactorTarget(rule: AutoRule, ctx: { lr: number; baseLr?: num
 
 export function lEtaS2(rule: LipschitzRule, ctx: LipschitzContext): number {
   if (rule.kind === "fixed") return rule.L * ctx.lr * ctx.spec.scale * ctx.spec.scale;
-  if (rule.factorScale === undefined && rule.stepScale === undefined) {
+  if (!sizeBased(rule)) {
     return keepProduct(keptShare(rule, ctx.interval, ctx.lr / (ctx.baseLr ?? ctx.lr)), ctx);
   }
   return sizeProduct(autoFactorTarget(rule, ctx), ctx);
@@ -235,8 +240,7 @@ export function appliedScales(
   dims: { m: number; n: number },
 ): ColumnScales {
   // The size-based forms size both sides, so they apply the solve's split, as the fixed rule does.
-  const sized = rule.kind === "auto" && (rule.stepScale !== undefined || rule.factorScale !== undefined);
-  const split = rule.kind === "auto" && !sized ? rule.split ?? DEFAULT_SPLIT : "solve";
+  const split = rule.kind === "auto" && !sizeBased(rule) ? rule.split ?? DEFAULT_SPLIT : "solve";
   if (split === "solve") return scales;
   const { r } = grams, alpha = scales.alpha.slice(), beta = scales.beta.slice();
   for (let k = 0; k < r; k++) {
