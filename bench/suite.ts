@@ -1,7 +1,7 @@
 /**
  * deno task bench:suite [--json] [--quick] [--split design|held-out|all] [--tasks id,id] [--methods m,m]
  *   [--no-grid] [--lipschitz auto|<L>|<json rule>] [--threads N] [--out DIR] [--merge] [--reuse-lora FILE]
- *   [--seed N]
+ *   [--seed N] [--lr-scale X]
  *
  * The ScaLoRA task suite (bench/tasks/tasks.ts): for every task, LoRA's best
  * learning rate from its grid first (extended while the best is at an edge),
@@ -23,7 +23,9 @@
  * earlier suite.json (they do not depend on the L rule). `--quick`: the four short-sequence tasks marked `quick` (two
  * design, two held-out), LoRA(r) and ScaLoRA-I(10) only, at each task's
  * recorded lr (no grid), writing suite-quick.*: a smoke test that fits in 10
- * minutes on 2 cores. The one-line summary is printed last.
+ * minutes on 2 cores. `--lr-scale X` runs every method that is run (not reused) at X times the task's lr (with
+ * --no-grid or --reuse-lora; ratios stay to LoRA(r), reused at its best lr or run at X): how far a method's own
+ * best lr lies from LoRA's. The one-line summary is printed last.
  */
 import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or transformers.js
 import { parseArgs } from "node:util";
@@ -51,6 +53,7 @@ const { values } = parseArgs({
     merge: { type: "boolean", default: false },
     "reuse-lora": { type: "string" },
     seed: { type: "string", default: "0" },
+    "lr-scale": { type: "string", default: "1" },
     "models-dir": { type: "string", default: "./data/bench/suite/models" },
   },
 });
@@ -70,6 +73,9 @@ if (!methods.every((m) => m in METHODS)) throw new Error(`--methods: choose from
 const useGrid = !quick && !values["no-grid"];
 const threads = Number(values.threads);
 const lipschitz = parseLipschitz(values.lipschitz);
+const lrScale = Number(values["lr-scale"]);
+if (!(lrScale > 0)) throw new Error("--lr-scale: a positive number");
+if (lrScale !== 1 && useGrid && !values["reuse-lora"]) throw new Error("--lr-scale: with --no-grid or --reuse-lora");
 const tasks = SUITE_TASKS.filter((t) =>
   (values.split === "all" || t.split === values.split) &&
   (values.tasks ? values.tasks.split(",").includes(t.id) : !quick || t.quick)
@@ -259,8 +265,8 @@ async function runTask(task: SuiteTask): Promise<TaskResult> {
   }
   for (const m of methods) {
     if (runs[m]) continue;
-    runs[m] = await runOne(task, dir, data, m, lr);
-    log(`  ${m} lr ${lr}: ${runs[m]!.finalLoss.toFixed(4)} (${runs[m]!.wallS.toFixed(0)} s)`);
+    runs[m] = await runOne(task, dir, data, m, lr * lrScale);
+    log(`  ${m} lr ${runs[m]!.lr}: ${runs[m]!.finalLoss.toFixed(4)} (${runs[m]!.wallS.toFixed(0)} s)`);
   }
   // The capacity reference has 4x the parameters at the same s: where LoRA(r)'s best lr is too large for
   // it (it does no better than LoRA(r)), it gets the next lr down of the grid too, and keeps the better.
@@ -340,6 +346,7 @@ const json = {
   device: "cpu",
   threads,
   seed: Number(values.seed),
+  lr_scale: lrScale,
   note: "final loss = mean token CE over the training set (memorisation); ratio = method / LoRA(r) at LoRA's best lr",
   wall_s: round((performance.now() - wall) / 1000),
   aggregate: {
@@ -401,7 +408,12 @@ const md = [
     } |`
   ),
 ].join("\n");
-await Deno.writeTextFile(`${values.out}/${stem}.md`, `# ScaLoRA task suite (${json.mode})\n\n${md}\n`);
+await Deno.writeTextFile(
+  `${values.out}/${stem}.md`,
+  `# ScaLoRA task suite (${json.mode}${
+    lrScale === 1 ? "" : `; methods run at ${lrScale}x the task's lr, LoRA(r) reused at 1x where --reuse-lora`
+  })\n\n${md}\n`,
+);
 
 if (values.json) console.log(JSON.stringify(json));
 else console.log(md);
