@@ -67,6 +67,13 @@ export const HyperparametersSchema = z.strictObject({
       "only the side with the smaller entries shrinks, so Adam's steps keep LoRA's size), `balanced` (both sides " +
       "alike) or `solve` (the paper's α, β; smaller steps, for a learning rate at the edge of stability).",
   }),
+  lr_boost: z.number({ error: `must be a number between ${LIMITS.lrBoost.min} and ${LIMITS.lrBoost.max}` })
+    .min(LIMITS.lrBoost.min, { error: `must be at least ${LIMITS.lrBoost.min}` })
+    .max(LIMITS.lrBoost.max, { error: `must be at most ${LIMITS.lrBoost.max}` }).nullish().openapi({
+      description: "With `lipschitz: auto`, the cap of ScaLoRA's learning-rate boost: the adapter is stepped at " +
+        "up to this many times the scheduled rate while the training loss keeps falling (each rescaling compares " +
+        `the last interval's mean loss with the one before). Default ${DEFAULTS.lrBoost}; 1 turns it off.`,
+    }),
   target_modules: z.array(z.enum(TARGET_MODULES, { error: `must be one of ${TARGET_MODULES.join(", ")}` }))
     .min(1, { error: "must name at least one module" }).nullish().openapi({
       description: "Linear layers to adapt. Default: all of q, k, v, o, gate, up, down projections.",
@@ -169,6 +176,7 @@ const ResolvedHyperparametersSchema = z.object({
   interval: z.number().int(),
   lipschitz: z.union([z.number(), z.literal("auto")]),
   merge_split: z.enum(MERGE_SPLITS),
+  lr_boost: z.number(),
   target_modules: z.array(z.string()),
   max_length: z.number().int(),
   checkpoint_every: z.number().int(),

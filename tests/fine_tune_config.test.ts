@@ -9,6 +9,7 @@ import {
   BASE_LEARNING_RATE,
   DEFAULTS,
   parseStoredMethod,
+  type ResolvedHyperparameters,
   resolveHyperparameters,
   SCALING_METHODS,
   storedMethod,
@@ -82,6 +83,22 @@ Deno.test("config: the API's merge_split reaches the auto rule; a job stored bef
   const { merge_split: _, ...older } = plain;
   const stored = parseStoredMethod(JSON.parse(JSON.stringify(storedMethod(older as typeof plain, null))));
   assert.equal(stored.supervised.hyperparameters.merge_split, DEFAULTS.mergeSplit);
+});
+
+Deno.test("config: the API's lr_boost reaches the auto rule; a job stored before the field reads the default", () => {
+  const at = { model: "m", dataDir: "d", trainText: "", seed: 0, checkpointDir: "c" };
+  assert.equal(resolveHyperparameters({}, 100).lr_boost, DEFAULTS.lrBoost);
+  assert.deepEqual(trainOptions(resolveHyperparameters({ lr_boost: 1 }, 100), at).lipschitz, { lrBoost: 1 });
+  assert.deepEqual(
+    trainOptions(resolveHyperparameters({ lr_boost: 1.5, merge_split: "solve" }, 100), at).lipschitz,
+    { split: "solve", lrBoost: 1.5 },
+  );
+  assert.equal(trainOptions(resolveHyperparameters({ lipschitz: 30, lr_boost: 1.5 }, 100), at).lipschitz, 30);
+  const { lr_boost: _, ...older } = resolveHyperparameters({}, 100);
+  const stored = parseStoredMethod(JSON.parse(JSON.stringify(storedMethod(older as ResolvedHyperparameters, null))));
+  assert.equal(stored.supervised.hyperparameters.lr_boost, DEFAULTS.lrBoost);
+  // …so its options stay plain "auto" and its checkpoints (fingerprinted with "auto") resume.
+  assert.equal(trainOptions(stored.supervised.hyperparameters, at).lipschitz, "auto");
 });
 
 Deno.test("config: the trajectory keys, in the order checkpoints were fingerprinted with", () => {

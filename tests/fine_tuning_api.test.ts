@@ -117,6 +117,7 @@ Deno.test("fine-tuning API", async (t) => {
         interval: 10,
         lipschitz: 3,
         merge_split: "larger",
+        lr_boost: 2,
         target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         max_length: 512,
         checkpoint_every: 6,
@@ -159,9 +160,14 @@ Deno.test("fine-tuning API", async (t) => {
       assert.equal((split.hyperparameters as Json).lipschitz, "auto");
       assert.equal((split.hyperparameters as Json).merge_split, "solve");
       assert.equal((auto.hyperparameters as Json).merge_split, "larger");
-      for (const j of [auto, legacy, split]) await finished(j.id as string);
-      const runs = backend.runs.slice(-3);
+      // The lr boost's cap likewise (1 turns it off).
+      const off = await ok(await post("/v1/fine_tuning/jobs", job(hp({ lr_boost: 1 }))));
+      assert.equal((off.hyperparameters as Json).lr_boost, 1);
+      assert.equal((auto.hyperparameters as Json).lr_boost, 2);
+      for (const j of [auto, legacy, split, off]) await finished(j.id as string);
+      const runs = backend.runs.slice(-4);
       assert.ok(runs.some((o) => JSON.stringify(o.lipschitz) === '{"split":"solve"}'), JSON.stringify(runs));
+      assert.ok(runs.some((o) => JSON.stringify(o.lipschitz) === '{"lrBoost":1}'), JSON.stringify(runs));
       assert.ok(runs.some((o) => o.lipschitz === "auto"), "the default split stays plain auto");
     });
 
@@ -193,6 +199,9 @@ Deno.test("fine-tuning API", async (t) => {
         [{ interval: 0 }, "interval"],
         [{ lipschitz: "high" }, "lipschitz"],
         [{ merge_split: "even" }, "merge_split"],
+        [{ lr_boost: 0.5 }, "lr_boost"],
+        [{ lr_boost: 11 }, "lr_boost"],
+        [{ lr_boost: "auto" }, "lr_boost"],
         [{ target_modules: ["lm_head"] }, "target_modules[0]"],
         [{ target_modules: [] }, "target_modules"],
         [{ max_length: 4 }, "max_length"],
@@ -239,7 +248,7 @@ Deno.test("fine-tuning API", async (t) => {
         (e: Error & { code?: string; param?: string }) =>
           e.code === "invalid_file_purpose" && e.param === "training_file" && /purpose 'assistants'/.test(e.message),
       );
-      assert.equal((await store.jobs.list({ limit: 100 })).data.length, 4, "no job was created by a bad request");
+      assert.equal((await store.jobs.list({ limit: 100 })).data.length, 5, "no job was created by a bad request");
     });
 
     await t.step("each bad line fails its job with the line's code, message and param", async () => {

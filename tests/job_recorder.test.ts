@@ -32,6 +32,7 @@ Deno.test("estimated_finish: from the steps after the first, at the measured rat
     tokenAccuracy: 0.5,
     tokensPerSecond: 123,
     learningRate: 1e-3,
+    lrBoost: 1,
   });
   assert.equal(recorder.estimatedFinish(), undefined, "nothing timed yet");
   recorder.push(metrics(1)); // includes warm-up: the rate starts after it

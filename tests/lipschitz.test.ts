@@ -14,7 +14,15 @@
 import assert from "node:assert/strict";
 import type { ScalingGrams } from "../kernels/scaling_grams.ts";
 import { Rng } from "../src/model/rng.ts";
-import { appliedScales, DEFAULT_KEEP, keptShare, lEtaS2, type LipschitzRule } from "../src/train/lipschitz.ts";
+import {
+  appliedScales,
+  DEFAULT_KEEP,
+  keptShare,
+  lEtaS2,
+  type LipschitzRule,
+  lrBoostCap,
+} from "../src/train/lipschitz.ts";
+import { DEFAULT_LR_BOOST } from "../src/train/lr_boost.ts";
 import { columnScales, solveScaling } from "../src/train/scalora.ts";
 
 /**
@@ -417,4 +425,14 @@ Deno.test("auto L, split: the solve's merge per column, applied to the smaller s
     dims,
   );
   assert.deepEqual([...fixed.alpha, ...fixed.beta], [0.5, 2]);
+});
+
+Deno.test("lr boost cap: the keep rule's (default 2, 1 = off); never with a fixed L or the size-based forms", () => {
+  assert.equal(lrBoostCap({ kind: "auto" }), DEFAULT_LR_BOOST);
+  assert.equal(lrBoostCap({ kind: "auto", split: "solve", lrBoost: 1.5 }), 1.5);
+  assert.equal(lrBoostCap({ kind: "auto", lrBoost: 1 }), 1);
+  assert.equal(lrBoostCap({ kind: "fixed", L: 100 }), 1);
+  assert.equal(lrBoostCap({ kind: "auto", stepScale: 8 }), 1);
+  assert.equal(lrBoostCap({ kind: "auto", factorScale: 0.4 }), 1);
+  assert.throws(() => lrBoostCap({ kind: "auto", lrBoost: 0.5 }), RangeError);
 });

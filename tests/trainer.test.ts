@@ -190,6 +190,13 @@ Deno.test("modes: LoRA never merges; ScaLoRA skips zero factors, scales every I 
     const r5 = await steps(i5.trainer, 12);
     r5.forEach((r, t) => assert.equal(r.scaling !== null, t % 5 === 0, `step ${t}`));
     assert.equal(r5[5].scaling?.scaled, 1);
+    // The lr boost (lr_boost.ts): LoRA never; ScaLoRA's changes only at events, and the factors step at lr·ω.
+    assert.ok(rl.every((r) => r.lrBoost === 1));
+    const cfg5 = config({ mode: "scalora", interval: 5 });
+    r5.forEach((r, t) => {
+      assert.equal(r.lr, learningRate(cfg5.optimizer.lr, cfg5.schedule, t) * r.lrBoost, `step ${t}`);
+      if (t % 5 !== 0) assert.equal(r.lrBoost, r5[t - 1].lrBoost, `step ${t}: no event, no change`);
+    });
 
     const rc = await steps(scalar.trainer, 12);
     for (const r of rc.slice(1)) {
@@ -225,9 +232,12 @@ for (const layout of ["input", "baked"] as const) {
     const N = 11;
     const dir = await Deno.makeTempDir({ prefix: "scalora-ckpt-" });
     const straight = await setup(cfg, { layout });
-    let straightLosses: number[], straightFactors: Float32Array, straightW: Float32Array;
+    let straightLosses: number[], straightBoost: number[], straightFactors: Float32Array, straightW: Float32Array;
     try {
-      straightLosses = (await steps(straight.trainer, 2 * N)).map((r) => r.loss);
+      const reports = await steps(straight.trainer, 2 * N);
+      straightLosses = reports.map((r) => r.loss);
+      straightBoost = reports.map((r) => r.lrBoost);
+      assert.ok(straightBoost.slice(0, N).some((w) => w > 1), "the lr boost is part of the saved state");
       straightFactors = straight.trainer.factors.get("probe")!.A.slice();
       straightW = await straight.model.weights.dense("probe");
     } finally {
@@ -251,8 +261,9 @@ for (const layout of ["input", "baked"] as const) {
     try {
       await loadTrainingCheckpoint(resumed.trainer, `${dir}/ckpt`);
       assert.equal(resumed.trainer.step, N);
-      const rest = (await steps(resumed.trainer, N)).map((r) => r.loss);
-      assert.deepEqual([...firstLosses, ...rest], straightLosses);
+      const rest = await steps(resumed.trainer, N);
+      assert.deepEqual([...firstLosses, ...rest.map((r) => r.loss)], straightLosses);
+      assert.deepEqual(rest.map((r) => r.lrBoost), straightBoost.slice(N));
       assert.deepEqual(resumed.trainer.factors.get("probe")!.A, straightFactors);
       assert.deepEqual(await resumed.model.weights.dense("probe"), straightW);
       // A checkpoint of another adapter set is refused.

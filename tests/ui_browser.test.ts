@@ -199,6 +199,7 @@ browserTest(
         assert.equal(await page.locator("#hp-interval").getAttribute("placeholder"), "10");
         assert.equal(await page.locator("#method").inputValue(), "column");
         assert.equal(await page.locator("#hp-merge-split").inputValue(), "larger");
+        assert.equal(await page.locator("#hp-lr_boost").getAttribute("placeholder"), "2");
 
         await dropFile(page, "#training-drop", "bad.jsonl", BAD);
         const issues = page.locator("#training-issues tbody tr");
@@ -223,11 +224,14 @@ browserTest(
           batch_size: "2",
           learning_rate_multiplier: "50",
           interval: "1",
+          lr_boost: "1",
           checkpoint_every: "16",
           suffix: "strong",
           seed: "3",
         });
         assert.match(strongJob, /^ftjob-/);
+        const hp = (await api(`/v1/fine_tuning/jobs/${strongJob}`)).hyperparameters as Record<string, unknown>;
+        assert.equal(hp.lr_boost, 1, "the form's lr boost cap reaches the job");
       });
 
       await t.step("the job page's loss chart gains points while it trains", async () => {

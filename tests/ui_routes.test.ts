@@ -71,6 +71,7 @@ Deno.test({
         assert.match(body, new RegExp(`id="hp-interval"[^>]*placeholder="${DEFAULTS.interval}"`));
         assert.match(body, new RegExp(`id="hp-max_length"[^>]*placeholder="${DEFAULTS.maxLength}"`));
         assert.match(body, new RegExp(`<option value="${DEFAULTS.mergeSplit}" selected`));
+        assert.match(body, new RegExp(`id="hp-lr_boost"[^>]*placeholder="${DEFAULTS.lrBoost}"`));
         assert.match(body, new RegExp(`<option value="${DEFAULTS.scaling}" selected`));
         for (const m of DEFAULTS.targetModules) assert.match(body, new RegExp(`value="${m}" checked`));
       });

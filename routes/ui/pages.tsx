@@ -306,6 +306,15 @@ export function NewJobPage() {
             </select>
           </div>
           <NumberField
+            name="lr_boost"
+            label="LR boost cap (auto L)"
+            placeholder={String(d.lrBoost)}
+            min={LIMITS.lrBoost.min}
+            max={LIMITS.lrBoost.max}
+            step="any"
+            help="ScaLoRA steps at up to this × the lr while the loss keeps falling; 1: off"
+          />
+          <NumberField
             name="max_length"
             label="Max length (tokens)"
             placeholder={String(d.maxLength)}

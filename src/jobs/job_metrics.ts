@@ -20,6 +20,7 @@ export function metricsEventData(e: MetricsEvent): Record<string, unknown> {
     ...(e.validTokenAccuracy !== undefined ? { valid_mean_token_accuracy: e.validTokenAccuracy } : {}),
     tokens_per_second: e.tokensPerSecond,
     learning_rate: e.learningRate,
+    lr_boost: e.lrBoost,
     ...(e.scaling
       ? {
         scaling: {

@@ -20,7 +20,8 @@ import type { Device } from "../runtime/device.ts";
 import type { FineTuneOptions } from "../train/fine_tune.ts";
 import { ALPHA_PER_RANK, type Method, TRAINING_DEFAULTS } from "../train/fine_tune_config.ts";
 import { TARGET_MODULES, type TargetModule } from "../train/lm_training_graph.ts";
-import { DEFAULT_SPLIT, MERGE_SPLITS, type MergeSplit } from "../train/lipschitz.ts";
+import { DEFAULT_SPLIT, type LipschitzRule, MERGE_SPLITS, type MergeSplit } from "../train/lipschitz.ts";
+import { DEFAULT_LR_BOOST } from "../train/lr_boost.ts";
 
 /** learning_rate_multiplier x this = the optimizer's peak learning rate (the configuration's default rate). */
 export const BASE_LEARNING_RATE = TRAINING_DEFAULTS.learningRate;
@@ -51,6 +52,7 @@ export const LIMITS = {
   interval: { min: 1, max: 1_000_000 },
   maxLength: { min: 8, max: 32_768 },
   checkpointEvery: { min: 0, max: 1_000_000 },
+  lrBoost: { min: 1, max: 10 },
 } as const;
 
 /** The defaults of the options a request may leave out: the fine-tuning configuration's (fine_tune_config.ts). */
@@ -62,6 +64,7 @@ export const DEFAULTS = {
   interval: TRAINING_DEFAULTS.interval,
   lipschitz: apiLipschitz(TRAINING_DEFAULTS.lipschitz),
   mergeSplit: DEFAULT_SPLIT,
+  lrBoost: DEFAULT_LR_BOOST,
   targetModules: TRAINING_DEFAULTS.targetModules,
   maxLength: TRAINING_DEFAULTS.maxLength,
 };
@@ -77,6 +80,7 @@ export interface HyperparameterRequest {
   interval?: number | null;
   lipschitz?: number | "auto" | null;
   merge_split?: MergeSplit | null;
+  lr_boost?: number | null;
   target_modules?: TargetModule[] | null;
   max_length?: number | null;
   checkpoint_every?: number | "auto" | null;
@@ -93,6 +97,11 @@ const ResolvedSchema = z.object({
   lipschitz: z.union([z.number().positive(), z.literal("auto")]),
   /** A job stored before the field existed takes the default (its checkpoints resume: see trainOptions). */
   merge_split: z.enum(MERGE_SPLITS).default(DEFAULT_SPLIT),
+  /**
+   * A job stored before the field existed takes the default, as merge_split does: its run's options stay plain
+   * "auto", so its checkpoints resume (see trainOptions); from there on it trains with the boost.
+   */
+  lr_boost: z.number().min(1).max(LIMITS.lrBoost.max).default(DEFAULT_LR_BOOST),
   target_modules: z.array(z.enum(TARGET_MODULES)).min(1),
   max_length: z.number().int().min(2),
   checkpoint_every: z.number().int().min(0),
@@ -131,6 +140,7 @@ export function resolveHyperparameters(req: HyperparameterRequest, examples: num
     interval: given(req.interval) ?? DEFAULTS.interval,
     lipschitz: req.lipschitz ?? DEFAULTS.lipschitz,
     merge_split: req.merge_split ?? DEFAULTS.mergeSplit,
+    lr_boost: req.lr_boost ?? DEFAULTS.lrBoost,
     target_modules: [...new Set(given(req.target_modules) ?? DEFAULTS.targetModules)],
     max_length: given(req.max_length) ?? DEFAULTS.maxLength,
     checkpoint_every: given(req.checkpoint_every) ?? stepsPerEpoch,
@@ -246,6 +256,19 @@ export interface RunPlacement {
 
 export type TrainOptions = Omit<FineTuneOptions, "onEvent" | "signal">;
 
+/**
+ * The auto rule's knobs that differ from the defaults. The split and the lr boost apply to the auto rule only (a
+ * fixed L is the paper's mode: the solve's α, β at the given lr). With every default it stays plain "auto", so the
+ * run's fingerprint (and a checkpoint's resume) does not change.
+ */
+function autoRule(hp: ResolvedHyperparameters): "auto" | Omit<Extract<LipschitzRule, { kind: "auto" }>, "kind"> {
+  const rule = {
+    ...(hp.merge_split !== DEFAULT_SPLIT ? { split: hp.merge_split } : {}),
+    ...(hp.lr_boost !== DEFAULT_LR_BOOST ? { lrBoost: hp.lr_boost } : {}),
+  };
+  return Object.keys(rule).length ? rule : "auto";
+}
+
 /** fineTune's options for a stored job. `resume` is always on: a fresh run has no checkpoint to resume. */
 export function trainOptions(hp: ResolvedHyperparameters, at: RunPlacement): TrainOptions {
   return {
@@ -257,9 +280,7 @@ export function trainOptions(hp: ResolvedHyperparameters, at: RunPlacement): Tra
     rank: hp.rank,
     alpha: hp.alpha,
     interval: hp.interval,
-    // The split applies to the auto rule only (a fixed L is the paper's mode, with the solve's α, β). The
-    // default split stays plain "auto", so the run's fingerprint (and a checkpoint's resume) does not change.
-    lipschitz: hp.lipschitz === "auto" && hp.merge_split !== DEFAULT_SPLIT ? { split: hp.merge_split } : hp.lipschitz,
+    lipschitz: hp.lipschitz === "auto" ? autoRule(hp) : hp.lipschitz,
     targetModules: [...hp.target_modules],
     epochs: hp.n_epochs,
     batchSize: hp.batch_size,

@@ -57,7 +57,10 @@ export type FineTuneEvent =
     validLoss?: number;
     validTokenAccuracy?: number;
     tokensPerSecond: number;
+    /** The learning rate the adapter was stepped at: the scheduled one times `lrBoost`. */
     learningRate: number;
+    /** ScaLoRA's learning-rate boost ω (lr_boost.ts); 1 for LoRA and with a fixed L. */
+    lrBoost: number;
     /**
      * Present on steps that rescaled (ScaLoRA). `updateRank`: mean per layer of the rank the accumulated
      * update can have (merged columns + r, at most min(m, n)).

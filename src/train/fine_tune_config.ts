@@ -45,7 +45,7 @@ const trainingFields = {
   interval: z.number().int().min(1).default(10),
   /**
    * ScaLoRA's L: a fixed value, "auto" (keep DEFAULT_KEEP of the adapter per
-   * step), or the auto rule with its knobs (keep, lrScaled, split, or the
+   * step), or the auto rule with its knobs (keep, lrScaled, split, lrBoost, or the
    * size-based stepScale / factorScale with minFactorToStep; lipschitz.ts).
    */
   lipschitz: z.union([
@@ -56,6 +56,7 @@ const trainingFields = {
       keep: z.number().positive().max(1).optional(),
       lrScaled: z.boolean().optional(),
       split: z.enum(MERGE_SPLITS).optional(),
+      lrBoost: z.number().min(1).max(10).optional(),
       factorScale: z.number().positive().optional(),
       minFactorToStep: z.number().positive().optional(),
     }).strict(),

@@ -139,6 +139,7 @@ export class FineTuneRun {
         ...(valid ? { validLoss: valid.loss, validTokenAccuracy: valid.accuracy } : {}),
         tokensPerSecond: (source.tokens - tokens0) / seconds,
         learningRate: rep.lr,
+        lrBoost: rep.lrBoost,
         ...(rep.scaling && rep.scaling.scaled > 0
           ? {
             scaling: {

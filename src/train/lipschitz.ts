@@ -89,6 +89,10 @@
  *   cost h1, run at the edge of LoRA's stability (0.51 → 0.90): keeping
  *   Adam's steps at LoRA's size is what the low-lr tasks lack and what such
  *   a run does not want (README "L without tuning").
+ * - the learning-rate boost (`lrBoost`, lr_boost.ts): with the keep rule the factors are stepped at up to
+ *   lrBoost (default 2) times the scheduled lr while the training loss keeps falling between events; the merges
+ *   hold the factors at ∝ η/(1 − q) where LoRA's grow ∝ η·t, and ScaLoRA's own best lr measured 1.5–2x LoRA's.
+ *   Not with the fixed rule or the size-based forms (lrBoostCap).
  * - auto with `stepScale` κ: the rescaled factors' RMS entry is κ·η (η the
  *   run's base lr): Lηs² = sqrt(S_A·S_B) / (κη)²,
  *   S_A = Σ_k x_k(AᵀA)_kk / (m r'), S_B = Σ_k y_k(BᵀB)_kk / (n r').
@@ -98,6 +102,7 @@
 import type { ScalingGrams } from "../../kernels/scaling_grams.ts";
 import type { ColumnScales, ScalingSolution } from "./scalora.ts";
 import type { AdapterSpec } from "./types.ts";
+import { DEFAULT_LR_BOOST } from "./lr_boost.ts";
 
 export type LipschitzRule =
   | { kind: "fixed"; L: number }
@@ -112,6 +117,8 @@ export type LipschitzRule =
      * the smaller RMS entry, "balanced" both by sqrt(α_kβ_k), "solve" as the solve's α_k, β_k.
      */
     split?: MergeSplit;
+    /** Cap of the learning-rate boost ω (lr_boost.ts; default DEFAULT_LR_BOOST, 1 = off); keep rule only. */
+    lrBoost?: number;
     /** Instead: size the rescaled factors to stepScale·η (η = the base learning rate). */
     stepScale?: number;
     /** Instead (the previous default): size them to max(factorScale·rms(B at init), minFactorToStep·η_t). */
@@ -158,6 +165,14 @@ export function keptShare(rule: AutoRule, interval = 1, lrRatio = 1): number {
 /** Whether an auto rule is one of the size-based forms (stepScale, factorScale) rather than the keep rule. */
 function sizeBased(rule: AutoRule): boolean {
   return rule.factorScale !== undefined || rule.stepScale !== undefined;
+}
+
+/** The cap of ScaLoRA's learning-rate boost under `rule`: the keep rule's (default DEFAULT_LR_BOOST), else 1 (off). */
+export function lrBoostCap(rule: LipschitzRule): number {
+  if (rule.kind !== "auto" || sizeBased(rule)) return 1;
+  const cap = rule.lrBoost ?? DEFAULT_LR_BOOST;
+  if (!(cap >= 1)) throw new RangeError(`auto L: lrBoost must be ≥ 1, got ${cap}`);
+  return cap;
 }
 
 /** The target RMS of the rescaled factors under the size-based auto forms (stepScale, factorScale). */

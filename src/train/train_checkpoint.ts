@@ -2,7 +2,7 @@
  * Checkpoint/resume of the full training state: adapter factors, AdamW
  * moments, the weight state's exact tensors (merged weights, or baked
  * weights + pending low-rank merges; with a merge log, merged weights it can
- * rebuild from the base weights are left out), the step and the data position. The
+ * rebuild from the base weights are left out), the step, the data position and ScaLoRA's lr boost. The
  * RNG needs no state of its own: adapter init and every epoch's order derive
  * from (seed, label). Float32 tensors are stored bit-exactly (safetensors F32),
  * so a resumed run reproduces the uninterrupted loss curve exactly.
@@ -11,6 +11,7 @@
  * temporary sibling directory and renamed into place.
  */
 import { openSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import { type BoostState, initialBoost, isBoostState } from "./lr_boost.ts";
 import type { Trainer } from "./trainer.ts";
 import type { DataPosition, WeightSnapshot } from "./types.ts";
 
@@ -28,6 +29,8 @@ interface TrainerJson {
   version: number;
   step: number;
   data: DataPosition;
+  /** ScaLoRA's learning-rate boost (lr_boost.ts); absent in checkpoints written before it (resumed from ω = 1). */
+  boost?: BoostState;
   weightsKind: string;
   adapters: { name: string; m: number; n: number; rank: number; scale: number }[];
   /** For reference (a resumed run may change e.g. the total steps). */
@@ -58,6 +61,7 @@ export async function saveTrainingCheckpoint<B>(trainer: Trainer<B>, dir: string
     version: VERSION,
     step: trainer.step,
     data: trainer.source.position(),
+    boost: trainer.boost,
     weightsKind: snap.kind,
     adapters: trainer.model.adapters.map(({ name, m, n, rank, scale }) => ({ name, m, n, rank, scale })),
     config: trainer.config,
@@ -116,6 +120,10 @@ export async function loadTrainingCheckpoint<B>(trainer: Trainer<B>, dir: string
   } finally {
     file.close();
   }
+  if (meta.boost !== undefined && !isBoostState(meta.boost)) {
+    throw new CheckpointError(`${dir}: invalid lr boost state ${JSON.stringify(meta.boost)}`);
+  }
+  trainer.setBoost(meta.boost ?? initialBoost());
   trainer.setStep(meta.step);
   trainer.source.seek(meta.data);
 }

@@ -14,7 +14,8 @@
 import { type ScalingGrams, ScalingGramsKernel } from "../../kernels/scaling_grams.ts";
 import { Rng } from "../model/rng.ts";
 import type { Device } from "../runtime/session.ts";
-import { appliedScales, lEtaS2, type LipschitzRule } from "./lipschitz.ts";
+import { appliedScales, lEtaS2, type LipschitzRule, lrBoostCap } from "./lipschitz.ts";
+import { type BoostState, closeInterval, initialBoost, isBoostState, recordLoss } from "./lr_boost.ts";
 import { type AdamWConfig, AdapterOptimizer, clipScale, globalGradNorm } from "./optimizer.ts";
 import { type ColumnScales, columnScales, type ScalingKind, solveScaling } from "./scalora.ts";
 import { learningRate, type LrSchedule } from "./schedule.ts";
@@ -78,7 +79,10 @@ export interface StepReport {
   loss: number;
   count: number;
   correct?: number;
+  /** The learning rate the factors were stepped at: the scheduled one times `lrBoost`. */
   lr: number;
+  /** ScaLoRA's learning-rate boost ω of this step (lr_boost.ts; 1 for LoRA and with a fixed L). */
+  lrBoost: number;
   gradNorm: number;
   clipScale: number;
   scaling: ScalingEvent | null;
@@ -94,6 +98,8 @@ export class Trainer<Batch> {
   readonly optimizer: AdapterOptimizer;
   readonly #grams: ScalingGramsKernel;
   #step = 0;
+  #boost: BoostState = initialBoost();
+  readonly #boostMax: number;
 
   constructor(
     readonly model: TrainingModel<Batch>,
@@ -119,6 +125,7 @@ export class Trainer<Batch> {
       threads: options.threads,
       ...(options.profilePrefix ? { profilePrefix: `${options.profilePrefix}.${phase}` } : {}),
     });
+    this.#boostMax = config.mode === "lora" ? 1 : lrBoostCap(config.lipschitz);
     this.optimizer = new AdapterOptimizer(model.adapters, config.optimizer, kernel("optimizer"));
     this.#grams = new ScalingGramsKernel(kernel("scaling"));
   }
@@ -126,6 +133,17 @@ export class Trainer<Batch> {
   /** Optimizer steps done. */
   get step(): number {
     return this.#step;
+  }
+
+  /** The learning-rate boost's state (lr_boost.ts), for checkpoints. */
+  get boost(): BoostState {
+    return this.#boost;
+  }
+
+  /** Restores the learning-rate boost's state (checkpoint resume). */
+  setBoost(state: BoostState): void {
+    if (!isBoostState(state)) throw new TrainerError(`invalid lr boost state ${JSON.stringify(state)}`);
+    this.#boost = { ...state };
   }
 
   /** Restores the step counter (checkpoint resume). */
@@ -148,6 +166,11 @@ export class Trainer<Batch> {
 
     let scaling: ScalingEvent | null = null;
     let scales: Map<string, ColumnScales> | undefined;
+    if (this.#boostMax > 1) {
+      if (t % cfg.interval === 0) this.#boost = closeInterval(this.#boost, this.#boostMax);
+      this.#boost = recordLoss(this.#boost, result.loss);
+    }
+    const boost = this.#boost.omega;
     if (cfg.mode !== "lora" && t % cfg.interval === 0 && lr > 0) {
       t0 = performance.now();
       const plan = await this.#planScaling(result.grads, lr);
@@ -160,7 +183,12 @@ export class Trainer<Batch> {
     }
 
     t0 = performance.now();
-    await this.optimizer.step(this.factors, result.grads, { lr, step: t + 1, gradScale: avgScale * clip, scales });
+    await this.optimizer.step(this.factors, result.grads, {
+      lr: lr * boost,
+      step: t + 1,
+      gradScale: avgScale * clip,
+      scales,
+    });
     timings.optimizer = performance.now() - t0;
 
     this.#step = t + 1;
@@ -169,7 +197,8 @@ export class Trainer<Batch> {
       loss: result.loss,
       count: result.count,
       correct: result.correct,
-      lr,
+      lr: lr * boost,
+      lrBoost: boost,
       gradNorm,
       clipScale: clip,
       scaling,

@@ -232,6 +232,7 @@ export class ScriptedBackend implements TrainingBackend {
           tokenAccuracy: 0.5,
           tokensPerSecond: 100,
           learningRate: 1e-3,
+          lrBoost: 1,
           ...(step === steps ? { validLoss: 0.5, validTokenAccuracy: 0.6 } : {}),
           scaling: { columnwiseShare: 1, meanAlphaBeta: 0.9, updateRank: 12 },
         });

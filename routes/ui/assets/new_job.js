@@ -143,6 +143,7 @@ function request() {
     interval: num("interval"),
     lipschitz: v("lipschitz") === "" ? undefined : v("lipschitz") === "auto" ? "auto" : Number(v("lipschitz")),
     merge_split: v("merge_split"),
+    lr_boost: num("lr_boost"),
     max_length: num("max_length"),
     checkpoint_every: num("checkpoint_every"),
     target_modules: [...form.querySelectorAll("input[name=target_modules]:checked")].map((c) => c.value),
