@@ -2,12 +2,13 @@
  * An independent plain-TypeScript float64 implementation of the synthetic
  * ScaLoRA training loop (no ORT, no kernels, no graph): forward/backward of
  * the regression layer, Grams, merge, rescale with the crossed moment
- * transform, AdamW (PyTorch's formula). It shares only the host solve
- * (src/train/scalora.ts, tested on its own against NNLS), the L rule and the
+ * transform, the learning-rate boost (written out here again), AdamW
+ * (PyTorch's formula). It shares only the host solve (src/train/scalora.ts,
+ * tested on its own against NNLS), the L rule (with the boost's cap) and the
  * data order / init streams, so the device path can be checked against it.
  */
 import { columnScales, solveScaling } from "../../src/train/scalora.ts";
-import { appliedScales, lEtaS2, type LipschitzRule } from "../../src/train/lipschitz.ts";
+import { appliedScales, lEtaS2, type LipschitzRule, lrBoostCap } from "../../src/train/lipschitz.ts";
 import { SyntheticBatches, type SyntheticTask } from "../../src/train/synthetic_task.ts";
 import { initFactors, type TrainMode } from "../../src/train/trainer.ts";
 
@@ -35,6 +36,9 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
     vB = new Float64Array(n * r);
   const source = new SyntheticBatches(task, 32, o.seed);
   const losses: number[] = [];
+  // The lr boost: ω moves at each event by the sign of (this interval's mean loss − the previous one's).
+  const cap = o.mode === "lora" ? 1 : lrBoostCap(o.lipschitz);
+  let omega = 1, previous: number | null = null, intervalLosses: number[] = [];
   for (let t = 0; t < o.steps; t++) {
     const batch = source.next();
     const rows = batch.rows;
@@ -63,6 +67,15 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
           gB[j * r + k] += s * G[i * n + j] * A[i * r + k];
         }
       }
+    }
+    if (cap > 1) {
+      if (t % o.interval === 0 && intervalLosses.length) {
+        const mean = intervalLosses.reduce((a, b) => a + b, 0) / intervalLosses.length;
+        if (previous !== null) omega = mean <= previous ? Math.min(cap, omega * 1.1) : Math.max(1, omega / 1.21);
+        previous = mean;
+        intervalLosses = [];
+      }
+      intervalLosses.push(loss);
     }
     const lr = o.lr;
     const zero = (v: Float64Array) => v.every((x) => x === 0);
@@ -120,8 +133,8 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
         }
       }
     }
-    adam(A, gA, mA, vA, lr, t + 1);
-    adam(B, gB, mB, vB, lr, t + 1);
+    adam(A, gA, mA, vA, lr * omega, t + 1);
+    adam(B, gB, mB, vB, lr * omega, t + 1);
   }
   return losses;
 }
