@@ -21,7 +21,7 @@ import type { FineTuneOptions } from "../train/fine_tune.ts";
 import { ALPHA_PER_RANK, type Method, TRAINING_DEFAULTS } from "../train/fine_tune_config.ts";
 import { TARGET_MODULES, type TargetModule } from "../train/lm_training_graph.ts";
 import { DEFAULT_SPLIT, type LipschitzRule, MERGE_SPLITS, type MergeSplit } from "../train/lipschitz.ts";
-import { DEFAULT_LR_BOOST } from "../train/lr_boost.ts";
+import { DEFAULT_LR_BOOST, MAX_LR_BOOST } from "../train/lr_boost.ts";
 
 /** learning_rate_multiplier x this = the optimizer's peak learning rate (the configuration's default rate). */
 export const BASE_LEARNING_RATE = TRAINING_DEFAULTS.learningRate;
@@ -52,7 +52,7 @@ export const LIMITS = {
   interval: { min: 1, max: 1_000_000 },
   maxLength: { min: 8, max: 32_768 },
   checkpointEvery: { min: 0, max: 1_000_000 },
-  lrBoost: { min: 1, max: 10 },
+  lrBoost: { min: 1, max: MAX_LR_BOOST },
 } as const;
 
 /** The defaults of the options a request may leave out: the fine-tuning configuration's (fine_tune_config.ts). */

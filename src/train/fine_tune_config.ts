@@ -14,6 +14,7 @@ import { z } from "zod";
 import { DEVICES } from "../runtime/device.ts";
 import { TARGET_MODULES } from "./lm_training_graph.ts";
 import { type LipschitzRule, MERGE_SPLITS } from "./lipschitz.ts";
+import { MAX_LR_BOOST } from "./lr_boost.ts";
 import type { TrainerConfig } from "./trainer.ts";
 
 export class FineTuneOptionsError extends Error {
@@ -56,7 +57,7 @@ const trainingFields = {
       keep: z.number().positive().max(1).optional(),
       lrScaled: z.boolean().optional(),
       split: z.enum(MERGE_SPLITS).optional(),
-      lrBoost: z.number().min(1).max(10).optional(),
+      lrBoost: z.number().min(1).max(MAX_LR_BOOST).optional(),
       factorScale: z.number().positive().optional(),
       minFactorToStep: z.number().positive().optional(),
     }).strict(),

@@ -16,6 +16,8 @@
  */
 
 export const DEFAULT_LR_BOOST = 2;
+/** The largest cap a run may set (fineTune's options and the API). */
+export const MAX_LR_BOOST = 10;
 /** ω's factor per event up (down: its square). */
 export const BOOST_GROWTH = 1.1;
 
