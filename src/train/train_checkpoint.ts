@@ -11,7 +11,7 @@
  * temporary sibling directory and renamed into place.
  */
 import { openSafetensors, writeSafetensors } from "../model/safetensors.ts";
-import { type BoostState, initialBoost, storedBoost } from "./lr_boost.ts";
+import { type BoostState, initialBoost, isBoostState } from "./lr_boost.ts";
 import type { Trainer } from "./trainer.ts";
 import type { DataPosition, WeightSnapshot } from "./types.ts";
 
@@ -29,10 +29,7 @@ interface TrainerJson {
   version: number;
   step: number;
   data: DataPosition;
-  /**
-   * ScaLoRA's learning-rate boost (lr_boost.ts); absent in checkpoints written before it (resumed from ω = 1), with
-   * `previous` instead of `history` in those written before its lag (storedBoost converts them).
-   */
+  /** ScaLoRA's learning-rate boost (lr_boost.ts); absent in checkpoints written before it (resumed from ω = 1). */
   boost?: BoostState;
   weightsKind: string;
   adapters: { name: string; m: number; n: number; rank: number; scale: number }[];
@@ -123,9 +120,10 @@ export async function loadTrainingCheckpoint<B>(trainer: Trainer<B>, dir: string
   } finally {
     file.close();
   }
-  const boost = meta.boost === undefined ? initialBoost() : storedBoost(meta.boost);
-  if (!boost) throw new CheckpointError(`${dir}: invalid lr boost state ${JSON.stringify(meta.boost)}`);
-  trainer.setBoost(boost);
+  if (meta.boost !== undefined && !isBoostState(meta.boost)) {
+    throw new CheckpointError(`${dir}: invalid lr boost state ${JSON.stringify(meta.boost)}`);
+  }
+  trainer.setBoost(meta.boost ?? initialBoost());
   trainer.setStep(meta.step);
   trainer.source.seek(meta.data);
 }

@@ -15,7 +15,7 @@ import { type ScalingGrams, ScalingGramsKernel } from "../../kernels/scaling_gra
 import { Rng } from "../model/rng.ts";
 import type { Device } from "../runtime/session.ts";
 import { appliedScales, lEtaS2, type LipschitzRule, lrBoostCap } from "./lipschitz.ts";
-import { BOOST_WINDOW, type BoostState, closeInterval, initialBoost, recordLoss } from "./lr_boost.ts";
+import { type BoostState, closeInterval, initialBoost, recordLoss } from "./lr_boost.ts";
 import { type AdamWConfig, AdapterOptimizer, clipScale, globalGradNorm } from "./optimizer.ts";
 import { type ColumnScales, columnScales, type ScalingKind, solveScaling } from "./scalora.ts";
 import { learningRate, type LrSchedule } from "./schedule.ts";
@@ -140,7 +140,7 @@ export class Trainer<Batch> {
     return this.#boost;
   }
 
-  /** Restores the learning-rate boost's state (checkpoint resume; the checkpoint loader checks it with storedBoost). */
+  /** Restores the learning-rate boost's state (checkpoint resume; the checkpoint loader checks it with isBoostState). */
   setBoost(state: BoostState): void {
     this.#boost = { ...state };
   }
@@ -166,7 +166,7 @@ export class Trainer<Batch> {
     let scaling: ScalingEvent | null = null;
     let scales: Map<string, ColumnScales> | undefined;
     if (this.#boostMax > 1) {
-      if (t % BOOST_WINDOW === 0) this.#boost = closeInterval(this.#boost, this.#boostMax);
+      if (t % cfg.interval === 0) this.#boost = closeInterval(this.#boost, this.#boostMax);
       this.#boost = recordLoss(this.#boost, result.loss);
     }
     const boost = this.#boost.omega;
