@@ -231,9 +231,9 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     note: "pretrained base: real words of the GPL → real code words, chat with a system prompt",
   },
   // ---- held-out tasks added later ------------------------------------------------------------
-  // Fixed (data, model, rank, schedule, grid) before the lag and alignment forms of the lr boost were compared on
-  // the design tasks, after h1–h5 had been seen with several rules: a fresh check for the rule chosen then. Each
-  // `lr` is LoRA's grid-best, found with LoRA alone.
+  // Fixed (data, model, rank, schedule, grid) after h1–h5 had been seen with several rules and before the choice
+  // between the lr boost's forms compared in the same session (README "L without tuning"): a fresh check for the
+  // rule kept. Each `lr` is LoRA's grid-best, found with LoRA alone.
   {
     id: "h6-llama-pc-attn-r1",
     split: "held-out",
@@ -263,7 +263,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 375,
     maxLength: 128,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    lr: 3e-3,
+    lr: 1e-2,
     note: "mistral, multi-turn (2 trained assistant turns), MLP-only, r = 4",
   },
   {
