@@ -101,7 +101,7 @@ const ResolvedSchema = z.object({
    * A job stored before the field existed takes the default, as merge_split does: its run's options stay plain
    * "auto", so its checkpoints resume (see trainOptions); from there on it trains with the boost.
    */
-  lr_boost: z.number().min(1).max(LIMITS.lrBoost.max).default(DEFAULT_LR_BOOST),
+  lr_boost: z.number().min(LIMITS.lrBoost.min).max(LIMITS.lrBoost.max).default(DEFAULT_LR_BOOST),
   target_modules: z.array(z.enum(TARGET_MODULES)).min(1),
   max_length: z.number().int().min(2),
   checkpoint_every: z.number().int().min(0),

@@ -169,7 +169,7 @@ export class Trainer<Batch> {
       if (t % cfg.interval === 0) this.#boost = closeInterval(this.#boost, this.#boostMax);
       this.#boost = recordLoss(this.#boost, result.loss);
     }
-    const boost = this.#boost.omega;
+    const boost = this.#boost.omega, steppedLr = lr * boost;
     if (cfg.mode !== "lora" && t % cfg.interval === 0 && lr > 0) {
       t0 = performance.now();
       const plan = await this.#planScaling(result.grads, lr);
@@ -183,7 +183,7 @@ export class Trainer<Batch> {
 
     t0 = performance.now();
     await this.optimizer.step(this.factors, result.grads, {
-      lr: lr * boost,
+      lr: steppedLr,
       step: t + 1,
       gradScale: avgScale * clip,
       scales,
@@ -196,7 +196,7 @@ export class Trainer<Batch> {
       loss: result.loss,
       count: result.count,
       correct: result.correct,
-      lr: lr * boost,
+      lr: steppedLr,
       lrBoost: boost,
       gradNorm,
       clipScale: clip,
