@@ -49,6 +49,11 @@ export const OPENAI_README = new URL(
   import.meta.url,
 ).pathname;
 const GPL3 = "/usr/share/common-licenses/GPL-3";
+/** transformers.js's README (h11; a project dependency, version pinned by deno.lock; not in the pretraining text). */
+export const TRANSFORMERS_README = new URL(
+  "../../node_modules/.deno/@huggingface+transformers@4.3.2/node_modules/@huggingface/transformers/README.md",
+  import.meta.url,
+).pathname;
 
 export const SUITE_TASKS: readonly SuiteTask[] = [
   // ---- design tasks -------------------------------------------------------------------------
@@ -281,5 +286,71 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     lrGrid: [3e-3, 1e-2, 3.16e-2],
     lr: 1e-2,
     note: "qwen3, chat without a system prompt, 300 facts, r = 2, constant lr",
+  },
+  // Fixed (data, model, rank, schedule, grid) after h1–h8 had been seen, before a guard on the lr boost's relative
+  // step was tried (README "L without tuning"); each `lr` is LoRA's grid-best, found with LoRA alone.
+  {
+    id: "h9-llama-chat-r8-lowlr",
+    split: "held-out",
+    model: "llama",
+    data: { kind: "facts", format: "chat", facts: 300, keyLen: 3, valueLen: 3, system: "Reply with the code." },
+    rank: 8,
+    targets: ALL,
+    schedule: "cosine",
+    warmupRatio: 0.05,
+    batchSize: 16,
+    epochs: 50,
+    maxLength: 128,
+    lrGrid: [3e-4, 1e-3, 3e-3],
+    lr: 0,
+    note: "llama, chat with a system prompt, r = 8, a low lr grid, cosine with 5 % warmup",
+  },
+  {
+    id: "h10-qwen2-pc-mlp-r1",
+    split: "held-out",
+    model: "qwen2",
+    data: { kind: "facts", format: "prompt-completion", facts: 250, keyLen: 3, valueLen: 2 },
+    rank: 1,
+    targets: MLP,
+    schedule: "linear",
+    warmupRatio: 0.1,
+    batchSize: 16,
+    epochs: 80,
+    maxLength: 64,
+    lrGrid: [1e-3, 3e-3, 1e-2],
+    lr: 0,
+    note: "qwen2, prompt-completion, r = 1, MLP-only, linear with 10 % warmup",
+  },
+  {
+    id: "h11-pretrained-recite-attn",
+    split: "held-out",
+    model: "pretrained",
+    data: { kind: "recite", file: TRANSFORMERS_README, lines: 120, promptBytes: 24, completionBytes: 24 },
+    rank: 2,
+    targets: ATTENTION,
+    schedule: "constant",
+    warmupRatio: 0.05,
+    batchSize: 16,
+    epochs: 120,
+    maxLength: 96,
+    lrGrid: [1e-3, 3e-3, 1e-2],
+    lr: 0,
+    note: "pretrained base: continue 120 lines of transformers.js's README, attention-only, r = 2, constant lr after warmup",
+  },
+  {
+    id: "h12-mistral-multiturn-sys",
+    split: "held-out",
+    model: "mistral",
+    data: { kind: "multi-turn", conversations: 60, turns: 3, keyLen: 3, valueLen: 2, system: "Remember the pairs." },
+    rank: 2,
+    targets: ALL,
+    schedule: "cosine",
+    warmupRatio: 0,
+    batchSize: 8,
+    epochs: 120,
+    maxLength: 160,
+    lrGrid: [1e-3, 3e-3, 1e-2],
+    lr: 0,
+    note: "mistral, multi-turn with a system prompt (3 trained assistant turns), r = 2, batch 8, cosine",
   },
 ];
