@@ -302,7 +302,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 50,
     maxLength: 128,
     lrGrid: [3e-4, 1e-3, 3e-3],
-    lr: 0,
+    lr: 3e-3,
     note: "llama, chat with a system prompt, r = 8, a low lr grid, cosine with 5 % warmup",
   },
   {
@@ -318,7 +318,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 80,
     maxLength: 64,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    lr: 0,
+    lr: 3.16e-2,
     note: "qwen2, prompt-completion, r = 1, MLP-only, linear with 10 % warmup",
   },
   {
@@ -334,7 +334,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 120,
     maxLength: 96,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    lr: 0,
+    lr: 3e-3,
     note: "pretrained base: continue 120 lines of transformers.js's README, attention-only, r = 2, constant lr after warmup",
   },
   {
@@ -350,7 +350,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 120,
     maxLength: 160,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    lr: 0,
+    lr: 1e-2,
     note: "mistral, multi-turn with a system prompt (3 trained assistant turns), r = 2, batch 8, cosine",
   },
 ];
