@@ -368,7 +368,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 50,
     maxLength: 64,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    lr: 0,
+    lr: 1e-2,
     note: "qwen3, prompt-completion, MLP-only, r = 4, 400 facts, cosine with 5 % warmup",
   },
   {
@@ -384,7 +384,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 100,
     maxLength: 128,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    lr: 0,
+    lr: 1e-2,
     note: "llama, multi-turn (4 trained assistant turns), r = 2, batch 8, constant lr",
   },
 ];
