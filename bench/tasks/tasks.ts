@@ -403,7 +403,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 50,
     maxLength: 64,
     lrGrid: [3e-4, 1e-3, 3e-3],
-    lr: 0,
+    lr: 9.49e-3,
     note: "mistral, prompt-completion, r = 4, 350 facts, a low lr grid, linear",
   },
   {
@@ -419,7 +419,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     epochs: 80,
     maxLength: 128,
     lrGrid: [3e-3, 1e-2, 3.16e-2],
-    lr: 0,
+    lr: 1e-2,
     note: "qwen2, chat with a system prompt, attention-only, r = 2, cosine with 5 % warmup",
   },
 ];
