@@ -71,8 +71,9 @@ export const HyperparametersSchema = z.strictObject({
     .min(LIMITS.lrBoost.min, { error: `must be at least ${LIMITS.lrBoost.min}` })
     .max(LIMITS.lrBoost.max, { error: `must be at most ${LIMITS.lrBoost.max}` }).nullish().openapi({
       description: "With `lipschitz: auto`, the cap of ScaLoRA's learning-rate boost: the adapter is stepped at " +
-        "up to this many times the scheduled rate while the training loss keeps falling (each rescaling compares " +
-        `the last interval's mean loss with the one before). Default ${DEFAULTS.lrBoost}; 1 turns it off.`,
+        "up to this many times the scheduled rate while the training loss keeps falling (every 10 steps it compares " +
+        "the last 10 steps' mean loss with that of 100 steps before); off where one step at the learning rate moves " +
+        `the adapter's entries by more than a tenth of their init size. Default ${DEFAULTS.lrBoost}; 1 turns it off.`,
     }),
   target_modules: z.array(z.enum(TARGET_MODULES, { error: `must be one of ${TARGET_MODULES.join(", ")}` }))
     .min(1, { error: "must name at least one module" }).nullish().openapi({

@@ -10,6 +10,7 @@ import { EpochSampler } from "../src/train/batch_source.ts";
 import { clipScale, globalGradNorm } from "../src/train/optimizer.ts";
 import { RegressionModel } from "../src/train/regression_model.ts";
 import { learningRate } from "../src/train/schedule.ts";
+import { BOOST_WINDOW } from "../src/train/lr_boost.ts";
 import { syntheticConfig } from "../src/train/synthetic_run.ts";
 import { makeSyntheticTask, SyntheticBatches, type SyntheticTask, taskBatch } from "../src/train/synthetic_task.ts";
 import { loadTrainingCheckpoint, saveTrainingCheckpoint } from "../src/train/train_checkpoint.ts";
@@ -190,12 +191,12 @@ Deno.test("modes: LoRA never merges; ScaLoRA skips zero factors, scales every I 
     const r5 = await steps(i5.trainer, 12);
     r5.forEach((r, t) => assert.equal(r.scaling !== null, t % 5 === 0, `step ${t}`));
     assert.equal(r5[5].scaling?.scaled, 1);
-    // The lr boost (lr_boost.ts): LoRA never; ScaLoRA's changes only at events, and the factors step at lr·ω.
+    // The lr boost (lr_boost.ts): LoRA never; ScaLoRA's changes only between windows, and the factors step at lr·ω.
     assert.ok(rl.every((r) => r.lrBoost === 1));
     const cfg5 = config({ mode: "scalora", interval: 5 });
     r5.forEach((r, t) => {
       assert.equal(r.lr, learningRate(cfg5.optimizer.lr, cfg5.schedule, t) * r.lrBoost, `step ${t}`);
-      if (t % 5 !== 0) assert.equal(r.lrBoost, r5[t - 1].lrBoost, `step ${t}: no event, no change`);
+      if (t % BOOST_WINDOW !== 0) assert.equal(r.lrBoost, r5[t - 1].lrBoost, `step ${t}: within a window, no change`);
     });
 
     const rc = await steps(scalar.trainer, 12);
@@ -230,14 +231,18 @@ for (const layout of ["input", "baked"] as const) {
     // Events at t = 2, 4, …; rank 4 and a re-bake above 6 pending columns: after
     // 11 steps the baked state has re-baked twice and carries 4 pending columns.
     const N = 11;
+    // Run M more after it: the boost first compares a window's mean with the one BOOST_LAG windows back at
+    // t = 110, with the first window's mean taken before N, so what it does after the resume depends on the saved
+    // history.
+    const M = 120;
     const dir = await Deno.makeTempDir({ prefix: "scalora-ckpt-" });
     const straight = await setup(cfg, { layout });
     let straightLosses: number[], straightBoost: number[], straightFactors: Float32Array, straightW: Float32Array;
     try {
-      const reports = await steps(straight.trainer, 2 * N);
+      const reports = await steps(straight.trainer, N + M);
       straightLosses = reports.map((r) => r.loss);
       straightBoost = reports.map((r) => r.lrBoost);
-      assert.ok(straightBoost.slice(0, N).some((w) => w > 1), "the lr boost is part of the saved state");
+      assert.ok(straightBoost.slice(N).some((w) => w > 1), "the lr boost moves after N, from the saved history");
       straightFactors = straight.trainer.factors.get("probe")!.A.slice();
       straightW = await straight.model.weights.dense("probe");
     } finally {
@@ -261,7 +266,7 @@ for (const layout of ["input", "baked"] as const) {
     try {
       await loadTrainingCheckpoint(resumed.trainer, `${dir}/ckpt`);
       assert.equal(resumed.trainer.step, N);
-      const rest = await steps(resumed.trainer, N);
+      const rest = await steps(resumed.trainer, M);
       assert.deepEqual([...firstLosses, ...rest.map((r) => r.loss)], straightLosses);
       assert.deepEqual(rest.map((r) => r.lrBoost), straightBoost.slice(N));
       assert.deepEqual(resumed.trainer.factors.get("probe")!.A, straightFactors);

@@ -90,7 +90,8 @@
  *   Adam's steps at LoRA's size is what the low-lr tasks lack and what such
  *   a run does not want (README "L without tuning").
  * - the learning-rate boost (`lrBoost`, lr_boost.ts): with the keep rule the factors are stepped at up to
- *   lrBoost (default 2) times the scheduled lr while the training loss keeps falling between events; the merges
+ *   lrBoost (default 2) times the scheduled lr while the training loss keeps falling (against 100 steps back; only
+ *   at a conservative lr: lr_boost.ts boostCap); the merges
  *   hold the factors at ∝ η/(1 − q) where LoRA's grow ∝ η·t, and ScaLoRA's own best lr measured 1.5–2x LoRA's.
  *   Not with the fixed rule or the size-based forms (lrBoostCap).
  * - auto with `stepScale` κ: the rescaled factors' RMS entry is κ·η (η the

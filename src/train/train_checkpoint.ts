@@ -11,7 +11,7 @@
  * temporary sibling directory and renamed into place.
  */
 import { openSafetensors, writeSafetensors } from "../model/safetensors.ts";
-import { type BoostState, initialBoost, isBoostState } from "./lr_boost.ts";
+import { type BoostState, initialBoost, storedBoost } from "./lr_boost.ts";
 import type { Trainer } from "./trainer.ts";
 import type { DataPosition, WeightSnapshot } from "./types.ts";
 
@@ -29,7 +29,10 @@ interface TrainerJson {
   version: number;
   step: number;
   data: DataPosition;
-  /** ScaLoRA's learning-rate boost (lr_boost.ts); absent in checkpoints written before it (resumed from ω = 1). */
+  /**
+   * ScaLoRA's learning-rate boost (lr_boost.ts); absent in checkpoints written before it (resumed from ω = 1), with
+   * `previous` instead of `history` in those written before its lag (storedBoost converts them).
+   */
   boost?: BoostState;
   weightsKind: string;
   adapters: { name: string; m: number; n: number; rank: number; scale: number }[];
@@ -120,10 +123,9 @@ export async function loadTrainingCheckpoint<B>(trainer: Trainer<B>, dir: string
   } finally {
     file.close();
   }
-  if (meta.boost !== undefined && !isBoostState(meta.boost)) {
-    throw new CheckpointError(`${dir}: invalid lr boost state ${JSON.stringify(meta.boost)}`);
-  }
-  trainer.setBoost(meta.boost ?? initialBoost());
+  const boost = meta.boost === undefined ? initialBoost() : storedBoost(meta.boost);
+  if (!boost) throw new CheckpointError(`${dir}: invalid lr boost state ${JSON.stringify(meta.boost)}`);
+  trainer.setBoost(boost);
   trainer.setStep(meta.step);
   trainer.source.seek(meta.data);
 }

@@ -15,7 +15,7 @@ import { type ScalingGrams, ScalingGramsKernel } from "../../kernels/scaling_gra
 import { Rng } from "../model/rng.ts";
 import type { Device } from "../runtime/session.ts";
 import { appliedScales, lEtaS2, type LipschitzRule, lrBoostCap } from "./lipschitz.ts";
-import { type BoostState, closeInterval, initialBoost, recordLoss } from "./lr_boost.ts";
+import { BOOST_WINDOW, boostCap, type BoostState, closeWindow, initialBoost, recordLoss } from "./lr_boost.ts";
 import { type AdamWConfig, AdapterOptimizer, clipScale, globalGradNorm } from "./optimizer.ts";
 import { type ColumnScales, columnScales, type ScalingKind, solveScaling } from "./scalora.ts";
 import { learningRate, type LrSchedule } from "./schedule.ts";
@@ -99,6 +99,7 @@ export class Trainer<Batch> {
   readonly #grams: ScalingGramsKernel;
   #step = 0;
   #boost: BoostState = initialBoost();
+  /** The lr boost's cap: the rule's, 1 (off) for LoRA and above the largest relative step (lr_boost.ts boostCap). */
   readonly #boostMax: number;
 
   constructor(
@@ -125,7 +126,8 @@ export class Trainer<Batch> {
       threads: options.threads,
       ...(options.profilePrefix ? { profilePrefix: `${options.profilePrefix}.${phase}` } : {}),
     });
-    this.#boostMax = config.mode === "lora" ? 1 : lrBoostCap(config.lipschitz);
+    const relativeStep = config.optimizer.lr / Math.min(...model.adapters.map((a) => initRms(a, config.init)));
+    this.#boostMax = config.mode === "lora" ? 1 : boostCap(lrBoostCap(config.lipschitz), relativeStep);
     this.optimizer = new AdapterOptimizer(model.adapters, config.optimizer, kernel("optimizer"));
     this.#grams = new ScalingGramsKernel(kernel("scaling"));
   }
@@ -140,7 +142,7 @@ export class Trainer<Batch> {
     return this.#boost;
   }
 
-  /** Restores the learning-rate boost's state (checkpoint resume; the checkpoint loader checks it with isBoostState). */
+  /** Restores the learning-rate boost's state (checkpoint resume; the checkpoint loader checks it with storedBoost). */
   setBoost(state: BoostState): void {
     this.#boost = { ...state };
   }
@@ -166,7 +168,7 @@ export class Trainer<Batch> {
     let scaling: ScalingEvent | null = null;
     let scales: Map<string, ColumnScales> | undefined;
     if (this.#boostMax > 1) {
-      if (t % cfg.interval === 0) this.#boost = closeInterval(this.#boost, this.#boostMax);
+      if (t % BOOST_WINDOW === 0) this.#boost = closeWindow(this.#boost, this.#boostMax);
       this.#boost = recordLoss(this.#boost, result.loss);
     }
     const boost = this.#boost.omega, steppedLr = lr * boost;

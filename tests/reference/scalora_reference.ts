@@ -36,9 +36,11 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
     vB = new Float64Array(n * r);
   const source = new SyntheticBatches(task, 32, o.seed);
   const losses: number[] = [];
-  // The lr boost: ω moves at each event by the sign of (this interval's mean loss − the previous one's).
-  const cap = o.mode === "lora" ? 1 : lrBoostCap(o.lipschitz);
-  let omega = 1, previous: number | null = null, intervalLosses: number[] = [];
+  // The lr boost: every 10 steps, ω moves by the sign of (this window's mean loss − the one 10 windows back); off
+  // where one Adam step moves B's entries by more than a tenth of their init RMS.
+  const cap = o.mode === "lora" || o.lr / o.initStd > 0.1 ? 1 : lrBoostCap(o.lipschitz);
+  let omega = 1, intervalLosses: number[] = [];
+  const means: number[] = [];
   for (let t = 0; t < o.steps; t++) {
     const batch = source.next();
     const rows = batch.rows;
@@ -69,10 +71,12 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
       }
     }
     if (cap > 1) {
-      if (t % o.interval === 0 && intervalLosses.length) {
+      if (t % 10 === 0 && intervalLosses.length) {
         const mean = intervalLosses.reduce((a, b) => a + b, 0) / intervalLosses.length;
-        if (previous !== null) omega = mean <= previous ? Math.min(cap, omega * 1.1) : Math.max(1, omega / 1.21);
-        previous = mean;
+        if (means.length >= 10) {
+          omega = mean <= means[means.length - 10] ? Math.min(cap, omega * 1.1) : Math.max(1, omega / 1.21);
+        }
+        means.push(mean);
         intervalLosses = [];
       }
       intervalLosses.push(loss);
