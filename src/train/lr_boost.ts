@@ -45,8 +45,9 @@ export const MAX_RELATIVE_STEP = 0.1;
 /** The boost's cap at relative step `relativeStep` (η / RMS(B at init)): `cap` up to MAX_RELATIVE_STEP, else 1 (off). */
 export function boostCap(cap: number, relativeStep: number): number {
   if (!(cap >= 1)) throw new RangeError(`lr boost: the cap must be ≥ 1, got ${cap}`);
-  if (!(relativeStep >= 0 && Number.isFinite(relativeStep))) {
-    throw new RangeError(`lr boost: the relative step must be non-negative and finite, got ${relativeStep}`);
+  // Infinite (a zero init): off.
+  if (!(relativeStep >= 0)) {
+    throw new RangeError(`lr boost: the relative step must be non-negative, got ${relativeStep}`);
   }
   return relativeStep <= MAX_RELATIVE_STEP ? cap : 1;
 }
