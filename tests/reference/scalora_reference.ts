@@ -39,7 +39,7 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
   // The lr boost: every 10 steps, ω moves by the sign of (this window's mean loss − the one 10 windows back); off
   // where one Adam step moves B's entries by more than a tenth of their init RMS.
   const cap = o.mode === "lora" || o.lr / o.initStd > 0.1 ? 1 : lrBoostCap(o.lipschitz);
-  let omega = 1, intervalLosses: number[] = [];
+  let omega = 1, windowLosses: number[] = [];
   const means: number[] = [];
   for (let t = 0; t < o.steps; t++) {
     const batch = source.next();
@@ -71,15 +71,15 @@ export function referenceRun(task: SyntheticTask, o: ReferenceOptions): number[]
       }
     }
     if (cap > 1) {
-      if (t % 10 === 0 && intervalLosses.length) {
-        const mean = intervalLosses.reduce((a, b) => a + b, 0) / intervalLosses.length;
+      if (t % 10 === 0 && windowLosses.length) {
+        const mean = windowLosses.reduce((a, b) => a + b, 0) / windowLosses.length;
         if (means.length >= 10) {
           omega = mean <= means[means.length - 10] ? Math.min(cap, omega * 1.1) : Math.max(1, omega / 1.21);
         }
         means.push(mean);
-        intervalLosses = [];
+        windowLosses = [];
       }
-      intervalLosses.push(loss);
+      windowLosses.push(loss);
     }
     const lr = o.lr;
     const zero = (v: Float64Array) => v.every((x) => x === 0);
