@@ -1,7 +1,7 @@
 /**
  * deno task bench:suite [--json] [--quick] [--split design|held-out|all] [--tasks id,id] [--methods m,m]
  *   [--no-grid] [--lipschitz auto|<L>|<json rule>] [--threads N] [--out DIR] [--merge] [--reuse-lora FILE]
- *   [--seed N] [--lr-scale X]
+ *   [--rerun-lora] [--seed N] [--lr-scale X]
  *
  * The ScaLoRA task suite (bench/tasks/tasks.ts): for every task, LoRA's best
  * learning rate from its grid first (extended while the best is at an edge),
@@ -15,12 +15,14 @@
  * Reported per task: final losses, ScaLoRA/LoRA final-loss ratios, the first
  * evaluated step at which a run is at or below LoRA(r)'s final loss, the
  * effective rank of the learned update (mean over adapted layers, singular
- * values above 1e-6·σmax), the share of layer events that took the
+ * values above 1e-6·σmax) and its stable rank Σσ²/σmax² (how many directions
+ * carry the update's energy), the share of layer events that took the
  * column-wise solution, wall time. Aggregate: worst and median ratio over
  * tasks (and per split). Writes <out>/suite.json, suite.md and one SVG per
  * task (suite-<id>.svg); `--merge` keeps other tasks' entries of an existing
  * suite.json; `--reuse-lora FILE` takes LoRA's grid and LoRA(4r) from an
- * earlier suite.json (they do not depend on the L rule). `--quick`: the four short-sequence tasks marked `quick` (two
+ * earlier suite.json (they do not depend on the L rule); with `--rerun-lora` only the
+ * grid's best lr is taken and LoRA's runs are run again (for metrics the file lacks). `--quick`: the four short-sequence tasks marked `quick` (two
  * design, two held-out), LoRA(r) and ScaLoRA-I(10) only, at each task's
  * recorded lr (no grid), writing suite-quick.*: a smoke test that fits in 10
  * minutes on 2 cores. `--lr-scale X` runs every method that is run (not reused) at X times the task's lr (with
@@ -31,7 +33,7 @@ import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or tran
 import { parseArgs } from "node:util";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
 import { fineTune, type FineTuneOptions } from "../src/train/fine_tune.ts";
-import { effectiveRank } from "../src/train/linalg.ts";
+import { rankAbove, singularValues, stableRank } from "../src/train/linalg.ts";
 import type { LayerDelta } from "../src/train/layer_delta.ts";
 import { lineChartSvg } from "./svg_plot.ts";
 import { datasetJsonl } from "./tasks/data.ts";
@@ -52,6 +54,7 @@ const { values } = parseArgs({
     out: { type: "string", default: "bench/results" },
     merge: { type: "boolean", default: false },
     "reuse-lora": { type: "string" },
+    "rerun-lora": { type: "boolean", default: false },
     seed: { type: "string", default: "0" },
     "lr-scale": { type: "string", default: "1" },
     "models-dir": { type: "string", default: "./data/bench/suite/models" },
@@ -76,6 +79,9 @@ const lipschitz = parseLipschitz(values.lipschitz);
 const lrScale = Number(values["lr-scale"]);
 if (!(lrScale > 0)) throw new Error("--lr-scale: a positive number");
 if (lrScale !== 1 && useGrid && !values["reuse-lora"]) throw new Error("--lr-scale: with --no-grid or --reuse-lora");
+if (values["rerun-lora"] && (!values["reuse-lora"] || lrScale !== 1)) {
+  throw new Error("--rerun-lora: with --reuse-lora and without --lr-scale");
+}
 const tasks = SUITE_TASKS.filter((t) =>
   (values.split === "all" || t.split === values.split) &&
   (values.tasks ? values.tasks.split(",").includes(t.id) : !quick || t.quick)
@@ -116,6 +122,8 @@ interface RunResult {
   columnwiseShare: number | null;
   meanAlphaBeta: number | null;
   effectiveRank: number;
+  /** Mean over the adapted layers of the update's stable rank Σσ²/σ_max² (absent in runs reused from older files). */
+  stableRank?: number;
   maxRank: number;
   wallS: number;
 }
@@ -182,6 +190,7 @@ async function runOne(
       columnwiseShare: mean(shares),
       meanAlphaBeta: mean(ab),
       effectiveRank: mean(ranks.map((r) => r.rank))!,
+      stableRank: mean(ranks.map((r) => r.stable))!,
       maxRank: mean(ranks.map((r) => r.max))!,
       wallS: (performance.now() - t0) / 1000,
     };
@@ -190,8 +199,8 @@ async function runOne(
   }
 }
 
-/** Effective rank of Σ U·Vᵀ over the delta's terms (float64). */
-function deltaRank(d: LayerDelta): { rank: number; max: number } {
+/** Effective rank (singular values above 1e-6·σ_max) and stable rank of Σ U·Vᵀ over the delta's terms (float64). */
+function deltaRank(d: LayerDelta): { rank: number; stable: number; max: number } {
   const D = new Float64Array(d.m * d.n);
   for (const t of d.terms) {
     for (let i = 0; i < d.m; i++) {
@@ -202,7 +211,8 @@ function deltaRank(d: LayerDelta): { rank: number; max: number } {
       }
     }
   }
-  return { rank: effectiveRank(D, d.m, d.n), max: Math.min(d.m, d.n) };
+  const sv = singularValues(D, d.m, d.n);
+  return { rank: rankAbove(sv), stable: stableRank(sv), max: Math.min(d.m, d.n) };
 }
 
 interface TaskResult {
@@ -236,9 +246,13 @@ async function runTask(task: SuiteTask): Promise<TaskResult> {
   if (old?.runs.lora) {
     lr = old.lr;
     lrGrid = old.lrGrid;
-    runs.lora = old.runs.lora;
-    if (old.runs.lora_4r && methods.includes("lora_4r")) runs.lora_4r = old.runs.lora_4r;
-    log(`  reusing LoRA's grid (best lr ${lr}) and capacity reference from ${values["reuse-lora"]}`);
+    if (values["rerun-lora"]) {
+      log(`  LoRA's grid (best lr ${lr}) from ${values["reuse-lora"]}; its runs again (--rerun-lora)`);
+    } else {
+      runs.lora = old.runs.lora;
+      if (old.runs.lora_4r && methods.includes("lora_4r")) runs.lora_4r = old.runs.lora_4r;
+      log(`  reusing LoRA's grid (best lr ${lr}) and capacity reference from ${values["reuse-lora"]}`);
+    }
   } else if (useGrid) {
     // LoRA's best lr: the grid, extended by a half-decade step while the best is at an edge.
     const tried = new Map<number, RunResult>();
@@ -365,6 +379,7 @@ const json = {
         columnwiseShare: round(r.columnwiseShare),
         meanAlphaBeta: round(r.meanAlphaBeta),
         effectiveRank: round(r.effectiveRank, 3),
+        stableRank: round(r.stableRank, 3),
         wallS: round(r.wallS, 3),
         evals: r.evals.map(([s, l]) => [s, round(l, 5)]),
       }]),
@@ -396,16 +411,16 @@ for (const t of fresh) {
 const fmtR = (x: number | undefined) => x === undefined ? "–" : x.toFixed(2);
 const fmtL = (r: RunResult | undefined) => r ? r.finalLoss.toFixed(3) : "–";
 const md = [
-  `| task | split | r | lr | LoRA(r) | LoRA(4r) (lr) | ScaLoRA(r) | ScaLoRA-I(10)(r) | ScaLoRA / LoRA | I(10) / LoRA | eff. rank LoRA / I(10) | column-wise |`,
-  `|---|---|---|---|---|---|---|---|---|---|---|---|`,
+  `| task | split | r | lr | LoRA(r) | LoRA(4r) (lr) | ScaLoRA(r) | ScaLoRA-I(10)(r) | ScaLoRA / LoRA | I(10) / LoRA | eff. rank LoRA / I(10) | stable rank LoRA / LoRA(4r) / I(10) | column-wise |`,
+  `|---|---|---|---|---|---|---|---|---|---|---|---|---|`,
   ...results.map((t) =>
     `| ${t.id} | ${t.split} | ${t.rank} | ${t.lr} | ${fmtL(t.runs.lora)} | ${fmtL(t.runs.lora_4r)}${
       t.runs.lora_4r && t.runs.lora_4r.lr !== t.lr ? ` (${t.runs.lora_4r.lr})` : ""
     } | ${fmtL(t.runs.scalora)} | ${fmtL(t.runs.scalora_i10)} | ${fmtR(t.ratios.scalora)} | **${
       fmtR(t.ratios.scalora_i10)
     }** | ${t.runs.lora?.effectiveRank.toFixed(1)} / ${t.runs.scalora_i10?.effectiveRank.toFixed(1) ?? "–"} | ${
-      t.runs.scalora_i10?.columnwiseShare?.toFixed(2) ?? "–"
-    } |`
+      [t.runs.lora, t.runs.lora_4r, t.runs.scalora_i10].map((r) => r?.stableRank?.toFixed(2) ?? "–").join(" / ")
+    } | ${t.runs.scalora_i10?.columnwiseShare?.toFixed(2) ?? "–"} |`
   ),
 ].join("\n");
 await Deno.writeTextFile(

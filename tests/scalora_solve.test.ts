@@ -12,7 +12,9 @@ import {
   choleskySolve,
   effectiveRank,
   pinvSolveSymmetric,
+  rankAbove,
   singularValues,
+  stableRank,
   symmetricEigen,
 } from "../src/train/linalg.ts";
 import {
@@ -318,6 +320,20 @@ Deno.test("linalg: Jacobi eigen, Cholesky, pseudo-inverse, one-sided Jacobi SVD,
   assert.equal(effectiveRank(low, 20, 16), 5);
   assert.equal(effectiveRank(low, 20, 16, 1e-12), 6);
   assert.equal(effectiveRank(matmul(V, U, 16, 6, 20, false, true), 16, 20), 5);
+  // Stable rank Σσ²/σ_max²: k equal directions give k, a tiny direction adds ~nothing, a weak one its share.
+  const diagonal = (d: number[]) => {
+    const m = new Float64Array(d.length * d.length);
+    d.forEach((x, i) => m[i * d.length + i] = x);
+    return singularValues(m, d.length, d.length);
+  };
+  assert.ok(Math.abs(stableRank(diagonal([2, 2, 2, 0])) - 3) < 1e-9);
+  assert.ok(Math.abs(stableRank(diagonal([3, 1, 0])) - 10 / 9) < 1e-9);
+  assert.ok(
+    Math.abs(stableRank(singularValues(low, 20, 16)) - stableRank(singularValues(low, 20, 16).slice(0, 5))) < 1e-9,
+  );
+  assert.ok(stableRank(singularValues(low, 20, 16)) <= 5);
+  assert.equal(stableRank(diagonal([0, 0])), 0);
+  assert.equal(rankAbove(diagonal([3, 1, 1e-9])), 2);
 });
 
 Deno.test("auto L, previous factorScale form: rescaled factors hit factorScale·initRms; floor at 3η; invariant to gradient scale and A/B balance", () => {

@@ -152,8 +152,20 @@ export function singularValues(m: Float64Array | Float32Array, rows: number, col
   return sv.sort((a, b) => b - a);
 }
 
+/**
+ * Stable rank Σσ²/σ_max² (‖M‖_F² / ‖M‖_2²) of singular values `sv`, largest first: how many directions carry the
+ * energy, unlike a count above a threshold, which tiny singular values raise; 0 for a zero matrix.
+ */
+export function stableRank(sv: Float64Array): number {
+  return sv[0] > 0 ? sv.reduce((a, s) => a + s * s, 0) / (sv[0] * sv[0]) : 0;
+}
+
 /** Number of singular values above `rtol · σ_max` (SCALORA.md's probe uses 1e-6). */
 export function effectiveRank(m: Float64Array | Float32Array, rows: number, cols: number, rtol = 1e-6): number {
-  const sv = singularValues(m, rows, cols);
+  return rankAbove(singularValues(m, rows, cols), rtol);
+}
+
+/** Number of singular values `sv` (largest first) above `rtol · σ_max`. */
+export function rankAbove(sv: Float64Array, rtol = 1e-6): number {
   return sv[0] > 0 ? sv.filter((s) => s > rtol * sv[0]).length : 0;
 }
