@@ -21,8 +21,9 @@
  * tasks (and per split). Writes <out>/suite.json, suite.md and one SVG per
  * task (suite-<id>.svg); `--merge` keeps other tasks' entries of an existing
  * suite.json; `--reuse-lora FILE` takes LoRA's grid and LoRA(4r) from an
- * earlier suite.json (they do not depend on the L rule); with `--rerun-lora` only the
- * grid's best lr is taken and LoRA's runs are run again (for metrics the file lacks). `--quick`: the four short-sequence tasks marked `quick` (two
+ * earlier suite.json (they do not depend on the L rule); with `--rerun-lora`
+ * only the grid's best lr is taken and LoRA's runs are run again (for metrics
+ * the file lacks). `--quick`: the four short-sequence tasks marked `quick` (two
  * design, two held-out), LoRA(r) and ScaLoRA-I(10) only, at each task's
  * recorded lr (no grid), writing suite-quick.*: a smoke test that fits in 10
  * minutes on 2 cores. `--lr-scale X` runs every method that is run (not reused) at X times the task's lr (with

@@ -328,10 +328,9 @@ Deno.test("linalg: Jacobi eigen, Cholesky, pseudo-inverse, one-sided Jacobi SVD,
   };
   assert.ok(Math.abs(stableRank(diagonal([2, 2, 2, 0])) - 3) < 1e-9);
   assert.ok(Math.abs(stableRank(diagonal([3, 1, 0])) - 10 / 9) < 1e-9);
-  assert.ok(
-    Math.abs(stableRank(singularValues(low, 20, 16)) - stableRank(singularValues(low, 20, 16).slice(0, 5))) < 1e-9,
-  );
-  assert.ok(stableRank(singularValues(low, 20, 16)) <= 5);
+  const lowSv = singularValues(low, 20, 16);
+  assert.ok(Math.abs(stableRank(lowSv) - stableRank(lowSv.slice(0, 5))) < 1e-9);
+  assert.ok(stableRank(lowSv) <= 5);
   assert.equal(stableRank(diagonal([0, 0])), 0);
   assert.equal(rankAbove(diagonal([3, 1, 1e-9])), 2);
 });
