@@ -45,10 +45,10 @@ export const MAX_RELATIVE_STEP = 0.1;
 /** The boost's cap at relative step `relativeStep` (η / RMS(B at init)): `cap` up to MAX_RELATIVE_STEP, else 1 (off). */
 export function boostCap(cap: number, relativeStep: number): number {
   if (!(cap >= 1)) throw new RangeError(`lr boost: the cap must be ≥ 1, got ${cap}`);
-  // Infinite (a zero init): off.
   if (!(relativeStep >= 0)) {
     throw new RangeError(`lr boost: the relative step must be non-negative, got ${relativeStep}`);
   }
+  // An infinite relative step (a zero init) is above the threshold: off.
   return relativeStep <= MAX_RELATIVE_STEP ? cap : 1;
 }
 
@@ -95,11 +95,10 @@ export function storedBoost(x: unknown): BoostState | null {
     typeof s !== "object" || s === null || !(s.omega >= 1) || !Number.isFinite(s.omega) ||
     !Number.isFinite(s.sum) || !Number.isInteger(s.count) || s.count < 0
   ) return null;
+  const withHistory = (history: number[]): BoostState => ({ omega: s.omega, history, sum: s.sum, count: s.count });
   if (Array.isArray(s.history)) {
-    return s.history.length <= BOOST_LAG && s.history.every(Number.isFinite)
-      ? { omega: s.omega, history: [...s.history], sum: s.sum, count: s.count }
-      : null;
+    return s.history.length <= BOOST_LAG && s.history.every(Number.isFinite) ? withHistory([...s.history]) : null;
   }
-  if (s.previous === null) return { omega: s.omega, history: [], sum: s.sum, count: s.count };
-  return Number.isFinite(s.previous) ? { omega: s.omega, history: [s.previous!], sum: s.sum, count: s.count } : null;
+  if (s.previous === null) return withHistory([]);
+  return Number.isFinite(s.previous) ? withHistory([s.previous!]) : null;
 }
