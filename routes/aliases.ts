@@ -20,12 +20,11 @@
  * Names: 1-64 of A-Z a-z 0-9 . _ - (no `:` or `/`, so never a version name or
  * hub id); an alias may not shadow a base model id or version (409).
  */
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
 import { ApiError, fromZodError } from "./errors.ts";
 import { promotionGate, resolvePromotion } from "../src/jobs/job_spec.ts";
-import { errorResponses } from "./openapi_common.ts";
-import { ErrorSchema } from "./schemas.ts";
+import { authRoute, errorResponses, jsonError, jsonResponse } from "./openapi_common.ts";
 import type { AliasEvent } from "../src/registry/hot_swap.ts";
 import type { AliasCoordinator, AliasSwitch, GatedSwitch } from "../src/registry/hot_swap.ts";
 import { type EvaluationData, GATE_METRICS, type PromotionDecision } from "../src/registry/types.ts";
@@ -143,71 +142,53 @@ const SetBodySchema = z.object({
 const RollbackBodySchema = z.object({ reason: z.string().max(1000).nullish() });
 const NameParams = z.object({ name: z.string().min(1).openapi({ example: "prod" }) });
 
-const err = (description: string) => ({ description, content: { "application/json": { schema: ErrorSchema } } });
-
-const setRoute = createRoute({
+const setRoute = authRoute({
   method: "put",
   path: "/v1/aliases/{name}",
   summary: "Point an alias at a version or base model (hot-swap once validated)",
-  security: [{ bearerAuth: [] }],
   request: { params: NameParams, body: { required: true, content: { "application/json": { schema: SetBodySchema } } } },
   responses: {
-    200: {
-      description: "The alias, now served with the target; with `evaluate`, the gate's decision " +
+    200: jsonResponse(
+      "The alias, now served with the target; with `evaluate`, the gate's decision " +
         "(`model.alias.evaluation`) and the alias as it stands",
-      content: { "application/json": { schema: z.union([SwitchSchema, GatedSwitchSchema]) } },
-    },
+      z.union([SwitchSchema, GatedSwitchSchema]),
+    ),
     400: errorResponses[400],
-    401: errorResponses[401],
-    404: err("No such version or base model"),
-    409: err("The alias would shadow a model id, or changed while an evaluation compared it"),
-    422: err("The target failed validation; the alias still serves its old target (`validation_failed`)"),
-    503: err("The target could not be loaded (`model_load_failed`)"),
+    404: jsonError("No such version or base model"),
+    409: jsonError("The alias would shadow a model id, or changed while an evaluation compared it"),
+    422: jsonError("The target failed validation; the alias still serves its old target (`validation_failed`)"),
+    503: jsonError("The target could not be loaded (`model_load_failed`)"),
   },
 });
 
-const listRoute = createRoute({
+const listRoute = authRoute({
   method: "get",
   path: "/v1/aliases",
   summary: "List aliases",
-  security: [{ bearerAuth: [] }],
-  responses: {
-    200: { description: "Every alias", content: { "application/json": { schema: AliasListSchema } } },
-    401: errorResponses[401],
-  },
+  responses: { 200: jsonResponse("Every alias", AliasListSchema) },
 });
 
-const getRoute = createRoute({
+const getRoute = authRoute({
   method: "get",
   path: "/v1/aliases/{name}",
   summary: "Retrieve an alias with its history and this replica's switch events",
-  security: [{ bearerAuth: [] }],
   request: { params: NameParams },
-  responses: {
-    200: { description: "The alias", content: { "application/json": { schema: AliasObjectSchema } } },
-    401: errorResponses[401],
-    404: err("No such alias"),
-  },
+  responses: { 200: jsonResponse("The alias", AliasObjectSchema), 404: jsonError("No such alias") },
 });
 
-const rollbackRoute = createRoute({
+const rollbackRoute = authRoute({
   method: "post",
   path: "/v1/aliases/{name}/rollback",
   summary: "Roll an alias back to its previous target",
-  security: [{ bearerAuth: [] }],
   request: {
     params: NameParams,
     body: { required: false, content: { "application/json": { schema: RollbackBodySchema } } },
   },
   responses: {
-    200: {
-      description: "The alias, now served with the previous target",
-      content: { "application/json": { schema: SwitchSchema } },
-    },
-    401: errorResponses[401],
-    404: err("No such alias"),
-    409: err("Nothing to roll back to (`no_previous_target`)"),
-    422: err("The previous target failed validation; nothing changed (`validation_failed`)"),
+    200: jsonResponse("The alias, now served with the previous target", SwitchSchema),
+    404: jsonError("No such alias"),
+    409: jsonError("Nothing to roll back to (`no_previous_target`)"),
+    422: jsonError("The previous target failed validation; nothing changed (`validation_failed`)"),
   },
 });
 

@@ -1,12 +1,12 @@
 /** OpenAI `POST /v1/chat/completions`, plain and streamed (SSE). */
-import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv, GenerationContext } from "./app_env.ts";
 import { toTemplateMessages } from "./chat_messages.ts";
 import { modelNotFound } from "./errors.ts";
 import { planSequences } from "./generation_params.ts";
 import { chatLogprobEntry } from "./logprobs.ts";
-import { errorResponses } from "./openapi_common.ts";
+import { authRoute, errorResponses } from "./openapi_common.ts";
 import {
   type ChatCompletion,
   type ChatCompletionChunk,
@@ -21,11 +21,10 @@ import { sseResponse } from "./sse.ts";
 import { checkChatSupported } from "./unsupported.ts";
 import { head, responseMeta, usageOf, UsageTally } from "./usage.ts";
 
-const route = createRoute({
+const route = authRoute({
   method: "post",
   path: "/v1/chat/completions",
   summary: "Chat completion (OpenAI-compatible)",
-  security: [{ bearerAuth: [] }],
   request: { body: { content: { "application/json": { schema: ChatCompletionRequestSchema } }, required: true } },
   responses: {
     200: {

@@ -1,12 +1,12 @@
 /** OpenAI legacy `POST /v1/completions`: batched prompts, `echo`, legacy logprobs, SSE streaming. */
-import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { Tokenizer } from "../src/model/tokenizer.ts";
 import type { AppEnv, GenerationContext } from "./app_env.ts";
 import { badRequest, modelNotFound } from "./errors.ts";
 import { planSequences, type PromptSpec } from "./generation_params.ts";
 import { LegacyLogprobsBuilder } from "./logprobs.ts";
-import { errorResponses } from "./openapi_common.ts";
+import { authRoute, errorResponses } from "./openapi_common.ts";
 import {
   type Completion,
   type CompletionRequest,
@@ -19,11 +19,10 @@ import { sseResponse } from "./sse.ts";
 import { checkCompletionSupported } from "./unsupported.ts";
 import { head, responseMeta, usageOf, UsageTally } from "./usage.ts";
 
-const route = createRoute({
+const route = authRoute({
   method: "post",
   path: "/v1/completions",
   summary: "Text completion (OpenAI-compatible, legacy)",
-  security: [{ bearerAuth: [] }],
   request: { body: { content: { "application/json": { schema: CompletionRequestSchema } }, required: true } },
   responses: {
     200: {

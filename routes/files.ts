@@ -7,13 +7,12 @@
  * (chunked bodies, lying Content-Length). Mount this router outside any
  * global body-size middleware: it enforces its own, larger limit.
  */
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "./app_env.ts";
 import { ApiError, badRequest, fromZodError } from "./errors.ts";
 import { multipartBoundary, readMultipart } from "./multipart.ts";
-import { errorResponses } from "./openapi_common.ts";
-import { ErrorSchema } from "./schemas.ts";
+import { authRoute, errorResponses, jsonError, jsonResponse } from "./openapi_common.ts";
 import { DEFAULT_MAX_UPLOAD_BYTES } from "../src/config.ts";
 import type { FilePurpose, FileRecord } from "../src/store/file_queries.ts";
 import type { FileService, StagedUpload } from "../src/store/file_service.ts";
@@ -73,74 +72,54 @@ const ListQuerySchema = z.object({
 
 const FileIdParams = z.object({ file_id: z.string().min(1).openapi({ example: "file-abc123" }) });
 
-const err413 = { description: "File or request larger than the upload limit", content: errorResponses[413].content };
-const err404 = { description: "No such file", content: { "application/json": { schema: ErrorSchema } } };
+const err404 = jsonError("No such file");
 
-const uploadRoute = createRoute({
+const uploadRoute = authRoute({
   method: "post",
   path: "/v1/files",
   summary: "Upload a file",
-  security: [{ bearerAuth: [] }],
   request: { body: { required: true, content: { "multipart/form-data": { schema: UploadFormSchema } } } },
   responses: {
-    200: { description: "The file", content: { "application/json": { schema: FileObjectSchema } } },
+    200: jsonResponse("The file", FileObjectSchema),
     400: errorResponses[400],
-    401: errorResponses[401],
-    413: err413,
+    413: jsonError("File or request larger than the upload limit"),
   },
 });
 
-const listRoute = createRoute({
+const listRoute = authRoute({
   method: "get",
   path: "/v1/files",
   summary: "List files",
-  security: [{ bearerAuth: [] }],
   request: { query: ListQuerySchema },
-  responses: {
-    200: { description: "A page of files", content: { "application/json": { schema: FileListSchema } } },
-    400: errorResponses[400],
-    401: errorResponses[401],
-  },
+  responses: { 200: jsonResponse("A page of files", FileListSchema), 400: errorResponses[400] },
 });
 
-const getRoute = createRoute({
+const getRoute = authRoute({
   method: "get",
   path: "/v1/files/{file_id}",
   summary: "Retrieve a file",
-  security: [{ bearerAuth: [] }],
   request: { params: FileIdParams },
-  responses: {
-    200: { description: "The file", content: { "application/json": { schema: FileObjectSchema } } },
-    401: errorResponses[401],
-    404: err404,
-  },
+  responses: { 200: jsonResponse("The file", FileObjectSchema), 404: err404 },
 });
 
-const deleteRoute = createRoute({
+const deleteRoute = authRoute({
   method: "delete",
   path: "/v1/files/{file_id}",
   summary: "Delete a file",
-  security: [{ bearerAuth: [] }],
   request: { params: FileIdParams },
-  responses: {
-    200: { description: "Deleted", content: { "application/json": { schema: FileDeletedSchema } } },
-    401: errorResponses[401],
-    404: err404,
-  },
+  responses: { 200: jsonResponse("Deleted", FileDeletedSchema), 404: err404 },
 });
 
-const contentRoute = createRoute({
+const contentRoute = authRoute({
   method: "get",
   path: "/v1/files/{file_id}/content",
   summary: "Retrieve file content",
-  security: [{ bearerAuth: [] }],
   request: { params: FileIdParams },
   responses: {
     200: {
       description: "The file's bytes",
       content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } },
     },
-    401: errorResponses[401],
     404: err404,
   },
 });

@@ -4,7 +4,7 @@
  * when the job is terminal), and checkpoints. The domain lives in
  * src/jobs/fine_tuning_service.ts; this file checks shapes and renders.
  */
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { AppEnv } from "./app_env.ts";
@@ -20,8 +20,7 @@ import {
   listObject,
   listOf,
 } from "./fine_tuning_schemas.ts";
-import { errorResponses } from "./openapi_common.ts";
-import { ErrorSchema } from "./schemas.ts";
+import { authRoute, errorResponses, jsonError, jsonResponse } from "./openapi_common.ts";
 import type { WatchItem } from "../src/jobs/job_events.ts";
 import type { FineTuningService } from "../src/jobs/fine_tuning_service.ts";
 
@@ -63,71 +62,59 @@ const JobListSchema = listOf(FineTuningJobSchema, "FineTuningJobList");
 const EventListSchema = listOf(FineTuningEventSchema, "FineTuningJobEventList");
 const CheckpointListSchema = listOf(FineTuningCheckpointSchema, "FineTuningJobCheckpointList");
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
-const err404 = json(ErrorSchema, "No such fine-tuning job");
-const err409 = json(ErrorSchema, "The job's status does not allow this (e.g. pausing a job that is not running)");
-const jobResponse = (description: string) => json(FineTuningJobSchema, description);
-const auth = { security: [{ bearerAuth: [] }] };
+const err404 = jsonError("No such fine-tuning job");
+const err409 = jsonError("The job's status does not allow this (e.g. pausing a job that is not running)");
+const jobResponse = (description: string) => jsonResponse(description, FineTuningJobSchema);
 
-const createJob = createRoute({
+const createJob = authRoute({
   method: "post",
   path: "/v1/fine_tuning/jobs",
   summary: "Create a fine-tuning job",
   description: "Checks the model and files, resolves the hyperparameters and queues the job (status " +
     "`validating_files`: the files' lines are validated next; a bad line fails the job with `error`).",
-  ...auth,
   request: { body: { required: true, content: { "application/json": { schema: CreateJobSchema } } } },
   responses: {
     200: jobResponse("The job"),
-    400: json(
-      ErrorSchema,
+    400: jsonError(
       "Invalid parameters: `param` names the field (unknown model: `model_not_available`; file: " +
         "`invalid_file_id`, `invalid_file_purpose`)",
     ),
-    401: errorResponses[401],
   },
 });
 
-const listJobs = createRoute({
+const listJobs = authRoute({
   method: "get",
   path: "/v1/fine_tuning/jobs",
   summary: "List fine-tuning jobs (newest first)",
-  ...auth,
   request: { query: z.object(pageQuery(20, 100)) },
-  responses: { 200: json(JobListSchema, "A page of jobs"), 400: errorResponses[400], 401: errorResponses[401] },
+  responses: { 200: jsonResponse("A page of jobs", JobListSchema), 400: errorResponses[400] },
 });
 
-const getJob = createRoute({
+const getJob = authRoute({
   method: "get",
   path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}",
   summary: "Retrieve a fine-tuning job",
-  ...auth,
   request: { params: JobIdParams },
-  responses: { 200: jobResponse("The job"), 401: errorResponses[401], 404: err404 },
+  responses: { 200: jobResponse("The job"), 404: err404 },
 });
 
 const action = (verb: "cancel" | "pause" | "resume", summary: string) =>
-  createRoute({
+  authRoute({
     method: "post",
     path: `/v1/fine_tuning/jobs/{fine_tuning_job_id}/${verb}`,
     summary,
-    ...auth,
     request: { params: JobIdParams },
-    responses: { 200: jobResponse("The job after the change"), 401: errorResponses[401], 404: err404, 409: err409 },
+    responses: { 200: jobResponse("The job after the change"), 404: err404, 409: err409 },
   });
 
 const cancelJob = action("cancel", "Cancel a job (any status but succeeded, failed, cancelled)");
 const pauseJob = action("pause", "Pause a running job (it stops after the current step and saves a checkpoint)");
 const resumeJob = action("resume", "Resume a paused job (queued again; continues from its checkpoint)");
 
-const listEvents = createRoute({
+const listEvents = authRoute({
   method: "get",
   path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/events",
   summary: "List a job's events (newest first), or stream them live",
-  ...auth,
   request: { params: JobIdParams, query: EventsQuery },
   responses: {
     200: {
@@ -138,22 +125,19 @@ const listEvents = createRoute({
       },
     },
     400: errorResponses[400],
-    401: errorResponses[401],
     404: err404,
   },
 });
 
-const listCheckpoints = createRoute({
+const listCheckpoints = authRoute({
   method: "get",
   path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints",
   summary: "List a job's checkpoints (newest first)",
   description: "Each checkpoint is also a model version `<fine_tuned_model>:ckpt-step-N`.",
-  ...auth,
   request: { params: JobIdParams, query: z.object(pageQuery(10, 100)) },
   responses: {
-    200: json(CheckpointListSchema, "A page of checkpoints"),
+    200: jsonResponse("A page of checkpoints", CheckpointListSchema),
     400: errorResponses[400],
-    401: errorResponses[401],
     404: err404,
   },
 });

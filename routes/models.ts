@@ -3,58 +3,47 @@
  * over the model resolver. `owned_by` tells base models (`system`),
  * fine-tuned versions (`fine-tuned`) and aliases (`alias`) apart.
  */
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
 import { ApiError, modelNotFound } from "./errors.ts";
 import type { ModelInfo, ModelResolver } from "../src/serve/model_resolver.ts";
-import { errorResponses } from "./openapi_common.ts";
-import { ErrorSchema, ModelDeletedSchema, ModelListSchema, ModelSchema } from "./schemas.ts";
+import { authRoute, errorResponses, jsonError, jsonResponse } from "./openapi_common.ts";
+import { ModelDeletedSchema, ModelListSchema, ModelSchema } from "./schemas.ts";
 
 function modelObject(m: ModelInfo): z.infer<typeof ModelSchema> {
   return { id: m.id, object: "model", created: m.created, owned_by: m.ownedBy };
 }
 
-const listRoute = createRoute({
+const listRoute = authRoute({
   method: "get",
   path: "/v1/models",
   summary: "List served models",
-  security: [{ bearerAuth: [] }],
-  responses: {
-    200: { description: "The models", content: { "application/json": { schema: ModelListSchema } } },
-    401: errorResponses[401],
-  },
+  responses: { 200: jsonResponse("The models", ModelListSchema) },
 });
 
-const getRoute = createRoute({
+const getRoute = authRoute({
   method: "get",
   path: "/v1/models/{id}",
   summary: "Retrieve a model",
-  security: [{ bearerAuth: [] }],
   request: { params: z.object({ id: z.string().openapi({ example: "HuggingFaceTB/SmolLM2-135M-Instruct" }) }) },
-  responses: {
-    200: { description: "The model", content: { "application/json": { schema: ModelSchema } } },
-    401: errorResponses[401],
-    404: errorResponses[404],
-  },
+  responses: { 200: jsonResponse("The model", ModelSchema), 404: errorResponses[404] },
 });
 
-const deleteRoute = createRoute({
+const deleteRoute = authRoute({
   method: "delete",
   path: "/v1/models/{id}",
   summary: "Delete a fine-tuned model (a version) and free its artifacts",
   description: "Base models cannot be deleted (403 `model_not_deletable`), nor aliases (400: point them elsewhere). " +
     "409 `conflict` while an alias points at the version or its fine-tuning job has not ended.",
-  security: [{ bearerAuth: [] }],
   request: {
     params: z.object({ id: z.string().openapi({ example: "ft:HuggingFaceTB/SmolLM2-135M-Instruct:x:ftjob-abc" }) }),
   },
   responses: {
-    200: { description: "Deleted", content: { "application/json": { schema: ModelDeletedSchema } } },
+    200: jsonResponse("Deleted", ModelDeletedSchema),
     400: errorResponses[400],
-    401: errorResponses[401],
-    403: { description: "A base model", content: { "application/json": { schema: ErrorSchema } } },
+    403: jsonError("A base model"),
     404: errorResponses[404],
-    409: { description: "In use by an alias or a job", content: { "application/json": { schema: ErrorSchema } } },
+    409: jsonError("In use by an alias or a job"),
   },
 });
 

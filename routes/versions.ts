@@ -11,12 +11,11 @@
  *
  * Version names may contain `/` (hub-style bases), so `{id}` takes slashes.
  */
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "./app_env.ts";
 import { relative } from "node:path";
 import { ApiError, fromZodError } from "./errors.ts";
-import { errorResponses } from "./openapi_common.ts";
-import { ErrorSchema } from "./schemas.ts";
+import { authRoute, errorResponses, jsonError, jsonResponse } from "./openapi_common.ts";
 import type { VersionRecord } from "../src/store/version_queries.ts";
 import { versionMetadata, type VersionService } from "../src/registry/versions.ts";
 import { EXPORT_NAMES, exportName } from "../src/registry/version_export.ts";
@@ -97,67 +96,50 @@ const ListQuerySchema = z.object({
 });
 
 const IdParams = z.object({ id: z.string().min(1).openapi({ example: "ftver-abc123" }) });
-const err404 = { description: "No such version", content: { "application/json": { schema: ErrorSchema } } };
+const err404 = jsonError("No such version");
 
-const listRoute = createRoute({
+const listRoute = authRoute({
   method: "get",
   path: "/v1/versions",
   summary: "List model versions",
-  security: [{ bearerAuth: [] }],
   request: { query: ListQuerySchema },
-  responses: {
-    200: { description: "A page of versions", content: { "application/json": { schema: VersionListSchema } } },
-    400: errorResponses[400],
-    401: errorResponses[401],
-  },
+  responses: { 200: jsonResponse("A page of versions", VersionListSchema), 400: errorResponses[400] },
 });
 
-const getRoute = createRoute({
+const getRoute = authRoute({
   method: "get",
   path: "/v1/versions/{id}",
   summary: "Retrieve a model version (by id or name)",
-  security: [{ bearerAuth: [] }],
   request: { params: IdParams },
-  responses: {
-    200: { description: "The version", content: { "application/json": { schema: VersionObjectSchema } } },
-    401: errorResponses[401],
-    404: err404,
-  },
+  responses: { 200: jsonResponse("The version", VersionObjectSchema), 404: err404 },
 });
 
-const exportRoute = createRoute({
+const exportRoute = authRoute({
   method: "post",
   path: "/v1/versions/{id}/export",
   summary: "Export a model version's merged weights",
-  security: [{ bearerAuth: [] }],
   request: {
     params: IdParams,
     body: { required: true, content: { "application/json": { schema: ExportBodySchema } } },
   },
   responses: {
-    200: {
-      description: "Where the export was written",
-      content: { "application/json": { schema: ExportResultSchema } },
-    },
+    200: jsonResponse("Where the export was written", ExportResultSchema),
     400: errorResponses[400],
-    401: errorResponses[401],
     404: err404,
   },
 });
 
-const fileRoute = createRoute({
+const fileRoute = authRoute({
   method: "get",
   path: "/v1/versions/{id}/export/{export}/files/{name}",
   summary: "Download a file of a version's export",
-  security: [{ bearerAuth: [] }],
   request: { params: FileParams },
   responses: {
     200: {
       description: "The file's bytes",
       content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } },
     },
-    401: errorResponses[401],
-    404: { description: "No such version, export or file", content: { "application/json": { schema: ErrorSchema } } },
+    404: jsonError("No such version, export or file"),
   },
 });
 
