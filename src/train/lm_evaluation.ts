@@ -19,7 +19,7 @@ import { validateJsonl } from "./dataset.ts";
 import { DatasetInvalidError } from "./dataset_errors.ts";
 import { validationBatches } from "./fine_tune_data.ts";
 import { LmTrainingModel } from "./lm_training_graph.ts";
-import type { AdapterFactors } from "./types.ts";
+import { type AdapterFactors, type EvalResult, pooled } from "./types.ts";
 
 export interface EvaluationSetOptions {
   /** Longest example in tokens (longer ones are truncated, as in training). */
@@ -87,15 +87,11 @@ export async function scoreModel(
     const factors = new Map<string, AdapterFactors>(
       model.adapters.map((a) => [a.name, { A: new Float32Array(a.m * a.rank), B: new Float32Array(a.n * a.rank) }]),
     );
-    let sum = 0, count = 0, correct = 0;
-    for (const batch of set.batches) {
-      const r = await model.evaluate(batch, factors);
-      sum += r.loss * r.count;
-      count += r.count;
-      correct += r.correct ?? 0;
-    }
+    const parts: EvalResult[] = [];
+    for (const batch of set.batches) parts.push(await model.evaluate(batch, factors));
+    const { loss, count, correct = 0 } = pooled(parts);
     if (count === 0) throw new EvaluationDataError("the evaluation set has no assistant tokens to score");
-    return { loss: sum / count, tokenAccuracy: correct / count, tokens: count };
+    return { loss, tokenAccuracy: correct / count, tokens: count };
   } finally {
     await model.release();
   }

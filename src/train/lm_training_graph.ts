@@ -34,7 +34,15 @@ import { type LmBatch, sliceRows } from "./batching.ts";
 import { IGNORE_INDEX } from "./dataset.ts";
 import { type FrozenWeightLayout, LoraGraph, LOSS_OUTPUT, type TrainingGraphIO } from "./lora_graph.ts";
 import { TrainingSession } from "./training_session.ts";
-import type { AdapterFactors, AdapterGradients, AdapterSpec, StepResult, TrainingModel } from "./types.ts";
+import {
+  type AdapterFactors,
+  type AdapterGradients,
+  type AdapterSpec,
+  type EvalResult,
+  pooled,
+  type StepResult,
+  type TrainingModel,
+} from "./types.ts";
 import { ActivationMemory, DEFAULT_ACTIVATION_BUDGET, LOSS_CHUNKS } from "./activation_memory.ts";
 import {
   BakedWeightState,
@@ -367,17 +375,14 @@ export class LmTrainingModel implements TrainingModel<LmBatch> {
     return parts.length === 1 ? parts[0] : combineParts(parts);
   }
 
-  async evaluate(batch: LmBatch, factors: ReadonlyMap<string, AdapterFactors>): Promise<Omit<StepResult, "grads">> {
+  async evaluate(batch: LmBatch, factors: ReadonlyMap<string, AdapterFactors>): Promise<EvalResult> {
     this.#evalSession ??= await this.#openEval();
-    let loss = 0, count = 0, correct = 0;
+    const parts: EvalResult[] = [];
     for (const part of microBatches(batch, this.rowsPerRun(batch))) {
       const run = await this.#evalSession.run(factors, lmBatchFeeds(part), { grads: false });
-      const m = metricsOf(run.metrics);
-      loss += run.loss * m.count;
-      count += m.count;
-      correct += m.correct;
+      parts.push({ loss: run.loss, ...metricsOf(run.metrics) });
     }
-    return { loss: count > 0 ? loss / count : 0, count, correct };
+    return pooled(parts);
   }
 
   async #openEval(): Promise<TrainingSession> {

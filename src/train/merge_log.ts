@@ -33,6 +33,7 @@ import type { Device } from "../runtime/session.ts";
 import type {
   AdapterFactors,
   AdapterSpec,
+  EvalResult,
   LowRankMerge,
   StepResult,
   TrainingModel,
@@ -546,7 +547,7 @@ export class RecordingModel<Batch> implements TrainingModel<Batch> {
     return this.inner.forwardBackward(batch, factors);
   }
 
-  evaluate(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<Omit<StepResult, "grads">> {
+  evaluate(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<EvalResult> {
     return this.inner.evaluate(batch, factors);
   }
 

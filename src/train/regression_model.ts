@@ -9,7 +9,7 @@ import { ort } from "../runtime/ort.ts";
 import type { Device } from "../runtime/session.ts";
 import { LoraGraph } from "./lora_graph.ts";
 import { TrainingSession } from "./training_session.ts";
-import type { AdapterFactors, AdapterSpec, StepResult, TrainingModel } from "./types.ts";
+import type { AdapterFactors, AdapterSpec, EvalResult, StepResult, TrainingModel } from "./types.ts";
 import { BakedWeightState, CpuWeightState, type GraphWeightState } from "./weight_state.ts";
 
 /** Row-major x [rows, n] and y [rows, m]. */
@@ -66,7 +66,7 @@ export class RegressionModel implements TrainingModel<RegressionBatch> {
   async evaluate(
     batch: RegressionBatch,
     factors: ReadonlyMap<string, AdapterFactors>,
-  ): Promise<Omit<StepResult, "grads">> {
+  ): Promise<EvalResult> {
     const r = await this.session.run(factors, this.#inputs(batch), { grads: false });
     return { loss: r.loss, count: batch.rows };
   }

@@ -19,7 +19,16 @@ import { BOOST_WINDOW, boostCap, type BoostState, closeWindow, initialBoost, rec
 import { type AdamWConfig, AdapterOptimizer, clipScale, globalGradNorm } from "./optimizer.ts";
 import { type ColumnScales, columnScales, type ScalingKind, solveScaling } from "./scalora.ts";
 import { learningRate, type LrSchedule } from "./schedule.ts";
-import type { AdapterFactors, AdapterGradients, AdapterSpec, BatchSource, StepResult, TrainingModel } from "./types.ts";
+import {
+  type AdapterFactors,
+  type AdapterGradients,
+  type AdapterSpec,
+  type BatchSource,
+  type EvalResult,
+  pooled,
+  type StepResult,
+  type TrainingModel,
+} from "./types.ts";
 
 export type TrainMode = "lora" | "scalora" | "scalora-scalar";
 
@@ -208,18 +217,10 @@ export class Trainer<Batch> {
   }
 
   /** Mean loss over `batches` at the current weights (weighted by count). */
-  async evaluate(batches: readonly Batch[]): Promise<{ loss: number; count: number; correct?: number }> {
-    let sum = 0, count = 0, correct = 0, hasCorrect = false;
-    for (const b of batches) {
-      const r = await this.model.evaluate(b, this.factors);
-      sum += r.loss * r.count;
-      count += r.count;
-      if (r.correct !== undefined) {
-        correct += r.correct;
-        hasCorrect = true;
-      }
-    }
-    return { loss: count ? sum / count : 0, count, ...(hasCorrect ? { correct } : {}) };
+  async evaluate(batches: readonly Batch[]): Promise<EvalResult> {
+    const parts: EvalResult[] = [];
+    for (const b of batches) parts.push(await this.model.evaluate(b, this.factors));
+    return pooled(parts);
   }
 
   /**

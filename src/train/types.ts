@@ -45,6 +45,26 @@ export interface StepResult {
   transfer?: TransferBytes;
 }
 
+/** What an evaluation run reports: a StepResult without gradients. */
+export type EvalResult = Omit<StepResult, "grads">;
+
+/**
+ * Several runs' results pooled: the loss weighted by each run's count (0 when nothing was counted), counts and
+ * correct predictions summed (`correct` only when some run reported it).
+ */
+export function pooled(parts: readonly EvalResult[]): EvalResult {
+  let sum = 0, count = 0, correct = 0, hasCorrect = false;
+  for (const p of parts) {
+    sum += p.loss * p.count;
+    count += p.count;
+    if (p.correct !== undefined) {
+      correct += p.correct;
+      hasCorrect = true;
+    }
+  }
+  return { loss: count > 0 ? sum / count : 0, count, ...(hasCorrect ? { correct } : {}) };
+}
+
 /**
  * How the (merged) frozen weights are held. CPU: graph inputs over JS memory,
  * merged in place. CUDA: baked initializers plus the merges since the last
@@ -86,7 +106,7 @@ export interface TrainingModel<Batch> {
   /** Forward + backward at the current weights with the given adapter factors. */
   forwardBackward(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<StepResult>;
   /** Forward only (validation loss). */
-  evaluate(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<Omit<StepResult, "grads">>;
+  evaluate(batch: Batch, factors: ReadonlyMap<string, AdapterFactors>): Promise<EvalResult>;
   /**
    * An adapted layer's weight before any merge (a fresh copy), when the model
    * can read it again: checkpoints then rebuild merged weights by replaying
