@@ -19,6 +19,9 @@ export const PAGES = [
 
 export type PageId = typeof PAGES[number]["id"] | "job";
 
+/** Every page id: each page loads the module `/ui/assets/<id>.js` (Layout). */
+export const PAGE_IDS: readonly PageId[] = [...PAGES.map((p) => p.id), "job"];
+
 export interface LayoutProps {
   title: string;
   page: PageId;

@@ -16,7 +16,7 @@ import { html } from "hono/html";
 import type { Child } from "hono/jsx";
 import type { AppEnv } from "../app_env.ts";
 import { ApiError } from "../errors.ts";
-import { Layout, type PageId } from "./layout.tsx";
+import { Layout, PAGE_IDS, type PageId } from "./layout.tsx";
 import { AliasesPage, JobPage, JobsPage, NewJobPage, OverviewPage, PlaygroundPage, VersionsPage } from "./pages.tsx";
 
 export interface UiDeps {
@@ -43,19 +43,8 @@ const TYPES: Record<string, string> = {
 };
 
 const ASSETS_DIR = new URL("./assets/", import.meta.url);
-/** The client modules and stylesheet: only these names are served. */
-const ASSETS = [
-  "app.js",
-  "charts.js",
-  "overview.js",
-  "jobs.js",
-  "job.js",
-  "new_job.js",
-  "versions.js",
-  "aliases.js",
-  "playground.js",
-  "style.css",
-];
+/** The client modules and stylesheet: only these names are served (the shared modules, one per page, the CSS). */
+const ASSETS = ["app.js", "charts.js", ...PAGE_IDS.map((id) => `${id}.js`), "style.css"];
 /** uPlot's own dist files, from its npm package. */
 const VENDOR: Record<string, string> = {
   "uPlot.iife.min.js": "uplot/dist/uPlot.iife.min.js",
