@@ -33,7 +33,17 @@ export async function createTestDatabase(): Promise<{ url: string; drop: () => P
     drop: async () => {
       const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
       try {
-        await admin.unsafe(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+        // FORCE terminates what is still connected; without pg_signal_backend it may not terminate a background
+        // process (an autovacuum worker) that happens to be in the database: wait for it and try again.
+        for (let attempt = 1;; attempt++) {
+          try {
+            await admin.unsafe(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+            return;
+          } catch (e) {
+            if ((e as { code?: string }).code !== "42501" || attempt >= 20) throw e;
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }
       } finally {
         await admin.end();
       }
