@@ -236,7 +236,9 @@ export class Trainer<Batch> {
     for (const [name, g] of first.grads) {
       grads.set(name, { gA: g.gA.map((v) => v * first.count), gB: g.gB.map((v) => v * first.count) });
     }
-    let lossSum = first.loss * first.count, count = first.count, correct = first.correct;
+    // Per micro-batch only its metrics are kept; its gradients go into `grads`.
+    const metrics = ({ loss, count, correct }: StepResult): EvalResult => ({ loss, count, correct });
+    const parts = [metrics(first)];
     for (let i = 1; i < n; i++) {
       const r = await this.model.forwardBackward(this.source.next(), this.factors);
       for (const [name, g] of r.grads) {
@@ -244,12 +246,11 @@ export class Trainer<Batch> {
         for (let j = 0; j < g.gA.length; j++) acc.gA[j] += g.gA[j] * r.count;
         for (let j = 0; j < g.gB.length; j++) acc.gB[j] += g.gB[j] * r.count;
       }
-      lossSum += r.loss * r.count;
-      count += r.count;
-      if (r.correct !== undefined) correct = (correct ?? 0) + r.correct;
+      parts.push(metrics(r));
     }
+    const { loss, count, correct } = pooled(parts);
     if (count <= 0) throw new TrainerError("a step's micro-batches counted no elements");
-    return { result: { loss: lossSum / count, count, correct, grads }, gradScale: 1 / count };
+    return { result: { loss, count, correct, grads }, gradScale: 1 / count };
   }
 
   async #planScaling(
