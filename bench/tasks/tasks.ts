@@ -237,8 +237,8 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
   },
   // ---- held-out tasks added later ------------------------------------------------------------
   // Fixed (data, model, rank, schedule, grid) after h1–h5 had been seen with several rules and before the choice
-  // between the lr boost's forms compared in the same session (README "L without tuning"): a fresh check for the
-  // rule kept. Each `lr` is LoRA's grid-best, found with LoRA alone.
+  // between the lr boost's forms compared in the same session (bench/results/scalora-research.md): a fresh check for
+  // the rule kept. Each `lr` is LoRA's grid-best, found with LoRA alone.
   {
     id: "h6-llama-pc-attn-r1",
     split: "held-out",
@@ -288,7 +288,7 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     note: "qwen3, chat without a system prompt, 300 facts, r = 2, constant lr",
   },
   // Fixed (data, model, rank, schedule, grid) after h1–h8 had been seen, before a guard on the lr boost's relative
-  // step was tried (README "L without tuning"); each `lr` is LoRA's grid-best, found with LoRA alone.
+  // step was tried (bench/results/scalora-research.md); each `lr` is LoRA's grid-best, found with LoRA alone.
   {
     id: "h9-llama-chat-r8-lowlr",
     split: "held-out",
@@ -488,8 +488,8 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     lr: 3e-3,
     note: "llama, prompt-completion after ~40 bytes of filler text, r = 2, constant lr after 5 % warmup",
   },
-  // Fixed at the start of the next session, before anything was tried there (the descent test, README "Two more fresh
-  // held-out tasks"): a fresh check. Each `lr` is LoRA's grid-best, found with LoRA alone.
+  // Fixed at the start of the next session, before anything was tried there (the descent test,
+  // bench/results/scalora-research.md "Two more fresh held-out tasks"): a fresh check. Each `lr` is LoRA's grid-best, found with LoRA alone.
   {
     id: "h21-qwen2-multiturn-mlp-r8",
     split: "held-out",

@@ -38,7 +38,7 @@
  *   Measured on the suite's design tasks with the solve's split
  *   (ScaLoRA-I(10)/LoRA final loss, d1–d5): q = 0.99: 1.05 / 0.40 / 0.09 /
  *   0.96 / 0.73; q = 0.995: 1.02 / 0.33 / 0.07 / 0.92 / 0.78; q = 0.998: 1.02 / 0.63 / 0.15 / 0.94 / 0.93;
- *   q = 0.98: 1.08 / 0.45 / 0.23 / 1.03 / 0.71 (README "L without tuning"
+ *   q = 0.98: 1.08 / 0.45 / 0.23 / 1.03 / 0.71 (bench/results/scalora-research.md
  *   has every rule tried, and why d1 does not gain).
  *
  * - auto with `lrScaled` (not the default): γ = q^(I·η_t/η), η_t/η the
@@ -88,7 +88,7 @@
  *   tasks the split kept every task at or below LoRA (h4 1.01 → 0.90) and
  *   cost h1, run at the edge of LoRA's stability (0.51 → 0.90): keeping
  *   Adam's steps at LoRA's size is what the low-lr tasks lack and what such
- *   a run does not want (README "L without tuning").
+ *   a run does not want (bench/results/scalora-research.md).
  * - the learning-rate boost (`lrBoost`, lr_boost.ts): with the keep rule the factors are stepped at up to
  *   lrBoost (default 2) times the scheduled lr while the training loss keeps falling (against 100 steps back; only
  *   at a conservative lr: lr_boost.ts boostCap); the merges

@@ -4,7 +4,7 @@
  * Why ScaLoRA wants it: under the keep rule the merges hold the factors at a steady size ∝ η/(1 − q), where
  * LoRA's keep growing (∝ η·t), so at LoRA's learning rate ScaLoRA's steps in W are smaller than LoRA's after the
  * first ~100 steps. On the suite's design tasks ScaLoRA's own best lr was 1.5–2x LoRA's; a fixed 2x diverged on a
- * run already at the edge of LoRA's stability (README "L without tuning").
+ * run already at the edge of LoRA's stability (bench/results/scalora-research.md).
  *
  * The rule: every BOOST_WINDOW steps (whatever the scaling interval I), the mean training loss of the window just
  * ended is compared with the mean of the window BOOST_LAG windows (100 steps) back. Lower (or equal):
@@ -25,9 +25,9 @@
  * alone). A large ρ is what an lr near the edge of stability looks like, and there a boosted run can overshoot
  * before any test of the loss trend sees it: the trend test kept ω high on one such run whose loss still fell over
  * 100 steps, only more slowly than at the user's lr, and even the comparison with the window just before let another
- * end above LoRA (README "L without tuning"). MAX_RELATIVE_STEP = 0.1 lies between the suite's design tasks that
- * gained from the boost with its lag (ρ = 0.059) and those that did not (ρ ≥ 0.196); a 4096-wide model at lr 2e-4 has
- * ρ ≈ 0.02.
+ * end above LoRA (bench/results/scalora-research.md). MAX_RELATIVE_STEP = 0.1 lies between the suite's design
+ * tasks that gained from the boost with its lag (ρ = 0.059) and those that did not (ρ ≥ 0.196); a 4096-wide model at
+ * lr 2e-4 has ρ ≈ 0.02.
  */
 
 export const DEFAULT_LR_BOOST = 2;
