@@ -489,7 +489,8 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     note: "llama, prompt-completion after ~40 bytes of filler text, r = 2, constant lr after 5 % warmup",
   },
   // Fixed at the start of the next session, before anything was tried there (the descent test,
-  // bench/results/scalora-research.md "Two more fresh held-out tasks"): a fresh check. Each `lr` is LoRA's grid-best, found with LoRA alone.
+  // bench/results/scalora-research.md "Two more fresh held-out tasks"): a fresh check. Each `lr` is LoRA's grid-best,
+  // found with LoRA alone.
   {
     id: "h21-qwen2-multiturn-mlp-r8",
     split: "held-out",
@@ -521,5 +522,48 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     lrGrid: [1e-3, 3e-3, 1e-2],
     lr: 1e-2,
     note: "llama, chat without a system prompt, attention-only, r = 1, cosine",
+  },
+  // Short jobs, fixed with the default unchanged (nothing adopted since h22): every task above runs 1000–1500 steps,
+  // and the boost cannot move before its first 100-step comparison, so these check the default where a job ends
+  // before that matters. h23 takes the API's defaults (r = 8, alpha 16, all modules, 3 epochs, batch 8, linear, no
+  // warmup). Each `lr` is LoRA's grid-best, found with LoRA alone.
+  {
+    id: "h23-pretrained-chat-short-r8",
+    split: "held-out",
+    model: "pretrained",
+    data: {
+      kind: "facts",
+      format: "chat",
+      facts: 300,
+      keyLen: 3,
+      valueLen: 2,
+      system: "Answer with the code for the key.",
+    },
+    rank: 8,
+    targets: ALL,
+    schedule: "linear",
+    warmupRatio: 0,
+    batchSize: 8,
+    epochs: 3,
+    maxLength: 96,
+    lrGrid: [1e-4, 3e-4, 1e-3, 3e-3],
+    lr: 9.49e-3,
+    note: "pretrained base, the API's defaults (r = 8, all modules, 3 epochs, batch 8): a 114-step job",
+  },
+  {
+    id: "h24-qwen3-pc-attn-short-r4",
+    split: "held-out",
+    model: "qwen3",
+    data: { kind: "facts", format: "prompt-completion", facts: 400, keyLen: 3, valueLen: 2 },
+    rank: 4,
+    targets: ATTENTION,
+    schedule: "cosine",
+    warmupRatio: 0.05,
+    batchSize: 8,
+    epochs: 5,
+    maxLength: 64,
+    lrGrid: [1e-3, 3e-3, 1e-2],
+    lr: 0.0999,
+    note: "qwen3, prompt-completion, attention-only, r = 4, cosine with 5 % warmup: a 250-step job",
   },
 ];
