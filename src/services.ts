@@ -98,6 +98,7 @@ export async function createServices(
     versions,
     memoryBudgetBytes: registryConfig.memoryBudgetBytes,
     leaseTtlMs: registryConfig.leaseTtlMs,
+    probe: { timeoutMs: registryConfig.probeTimeoutMs },
   });
   await registry.refresh();
   registry.refreshEvery(registryConfig.refreshMs);

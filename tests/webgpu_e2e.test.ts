@@ -10,6 +10,7 @@ import "../src/runtime/ort_env.ts"; // before anything loads onnxruntime or tran
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { generateTinyModel } from "../src/model/tiny_model.ts";
+import { DEFAULT_PROBE_TIMEOUT_MS } from "../src/registry/probe.ts";
 import { chooseDevice } from "../src/runtime/device.ts";
 import { webgpuTest } from "./helpers/webgpu.ts";
 
@@ -32,7 +33,8 @@ async function startServer(modelDir: string, dataDir: string, device: string | n
   const child = cmd.spawn();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "", port = 0, deviceLine: Server["device"] | null = null;
-  const deadline = Date.now() + 120_000;
+  // Start-up includes the validation probe, which on a cold shader cache compiles every WebGPU kernel first.
+  const deadline = Date.now() + DEFAULT_PROBE_TIMEOUT_MS + 60_000;
   // Read start-up lines until the model is served ("serving …" after "listening on …").
   while (Date.now() < deadline) {
     const { value, done } = await lines.read();

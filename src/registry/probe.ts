@@ -21,9 +21,16 @@ export interface ProbeOptions {
   prompt?: string;
   /** Greedy tokens generated. Default 3. */
   maxTokens?: number;
-  /** Default 30 s. */
+  /** Default DEFAULT_PROBE_TIMEOUT_MS. */
   timeoutMs?: number;
 }
+
+/**
+ * The probe's time limit, queueing included. It is an engine's first generation, so it pays for what a device does
+ * once per session: on a software Vulkan adapter with a cold shader cache a tiny model's first generation, which
+ * compiles the WebGPU kernels, took over 30 s (2-core VM); a hung engine is still reported, only later.
+ */
+export const DEFAULT_PROBE_TIMEOUT_MS = 300_000;
 
 export const DEFAULT_PROBE_PROMPT = "Hello";
 
@@ -54,7 +61,7 @@ export async function probeEngine(
         stopTokenIds: [],
         logprobs: 0,
         promptLogprobs: true,
-        timeoutMs: opts.timeoutMs ?? 30_000,
+        timeoutMs: opts.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS,
       })
     ) {
       text += ev.text;
