@@ -354,6 +354,7 @@ Deno.test("e2e: 32 concurrent streams each equal their solo greedy output; /heal
     loading = false;
     await prober;
     assert.deepEqual(texts, expected);
+    assert.ok(healthTimes.length >= 3, `only ${healthTimes.length} health probes ran`);
     // The sequences really ran together (continuous batching), not one by one.
     assert.ok(maxActive > 1, `at most ${maxActive} sequence(s) were active at once`);
     // Liveness is answered between decode steps, not after the generation, and within what an orchestrator's
