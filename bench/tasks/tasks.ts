@@ -566,8 +566,8 @@ export const SUITE_TASKS: readonly SuiteTask[] = [
     lr: 0.0999,
     note: "qwen3, prompt-completion, attention-only, r = 4, cosine with 5 % warmup: a 250-step job",
   },
-  // Fixed at the start of the session that measured Adam's signal share per side (research log), before any rule
-  // built on it was tried: a fresh check. Each `lr` is LoRA's grid-best, found with LoRA alone.
+  // Fixed in the session that measured Adam's signal share per side (research log), after that diagnostic and before
+  // any rule built on it was tried: a fresh check. Each `lr` is LoRA's grid-best, found with LoRA alone.
   {
     id: "h25-mistral-chat-sys-r4",
     split: "held-out",
